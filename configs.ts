@@ -1,0 +1,97 @@
+/**
+ * Every default udptorrent uses. Flags and environment variables override these (see src/cli.ts);
+ * no other module hard-codes a port, interval, size or limit.
+ */
+
+// ---- where things live -------------------------------------------------------------------------
+/** Environment variable that names the folder holding node_files/, tracker_db/ and logs/. */
+export const HOME_ENV_VAR = 'UDPTORRENT_HOME'
+export const NODE_FILES_DIR = 'node_files'
+export const TRACKER_DB_DIR = 'tracker_db'
+export const LOGS_DIR = 'logs'
+export const TRACKER_DB_FILE = 'tracker.json'
+/** Per-node hidden folder (inside node_files/nodeN/) for resume state; never served. */
+export const NODE_STATE_DIR = '.udptorrent'
+export const PART_SUFFIX = '.part'
+
+// ---- network -----------------------------------------------------------------------------------
+export const DEFAULT_TRACKER_HOST = '127.0.0.1'
+export const DEFAULT_TRACKER_PORT = 6969
+/** 0 = ephemeral: the tracker records whatever source address it sees. */
+export const DEFAULT_NODE_PORT = 0
+export const DEFAULT_BIND_HOST = '0.0.0.0'
+/**
+ * Explicit socket buffers: the kernel default (208 KB) holds only ~170 datagrams of 1200 bytes,
+ * so a burst from several owners overflows it. The kernel clamps to net.core.rmem_max.
+ */
+export const DEFAULT_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+// ---- liveness ----------------------------------------------------------------------------------
+export const DEFAULT_HEARTBEAT_SECONDS = 10
+/** A node silent for this many heartbeat intervals is forgotten, with its ownerships. */
+export const PRUNE_AFTER_HEARTBEATS = 2.5
+/** How often the tracker looks for silent nodes, as a fraction of the heartbeat interval. */
+export const PRUNE_SWEEP_FRACTION = 0.25
+
+// ---- tracker -----------------------------------------------------------------------------------
+/** K: the most owners one NEED reply carries. */
+export const DEFAULT_MAX_OWNERS_RETURNED = 32
+/** State is written at most this often (debounced) and always at shutdown. */
+export const TRACKER_DB_FLUSH_MS = 500
+/** Tracker request/response: first retry after this long, doubling, for at most this long. */
+export const TRACKER_REQUEST_INITIAL_TIMEOUT_MS = 250
+export const TRACKER_REQUEST_MAX_TIMEOUT_MS = 2_000
+export const TRACKER_REQUEST_TOTAL_TIMEOUT_MS = 8_000
+
+// ---- wire limits (every field is bounded) ------------------------------------------------------
+export const MAX_FILE_NAME_BYTES = 255
+export const MAX_FILE_SIZE_BYTES = 2 ** 46 // 64 TiB: fits a u64 field and a JS safe integer
+export const MIN_PIECE_SIZE = 16 * 1024
+export const MAX_PIECE_SIZE = 16 * 1024 * 1024
+export const MAX_PIECES = 2 ** 22
+export const MAX_UPDATE_ENTRIES = 64
+export const MAX_ERROR_TEXT_BYTES = 200
+/** Largest datagram we ever build or accept (IPv4 UDP payload limit). */
+export const MAX_DATAGRAM_BYTES = 65_507
+
+// ---- content -----------------------------------------------------------------------------------
+export const DEFAULT_PIECE_SIZE = 256 * 1024
+export const HASH_BYTES = 32 // SHA-256
+
+// ---- transport ---------------------------------------------------------------------------------
+/** Safe on any path (RFC 9000 / RFC 8899 base PLPMTU). */
+export const DEFAULT_DATAGRAM_BYTES = 1200
+/** One REQUEST asks for at most this many data datagrams. */
+export const MAX_DATAGRAMS_PER_REQUEST = 64
+/** Initial congestion window, in datagrams (RFC 9002 uses 10 packets). */
+export const INITIAL_CWND_DATAGRAMS = 16
+export const MIN_CWND_DATAGRAMS = 4
+export const MAX_CWND_DATAGRAMS = 8192
+/** RFC 6298 constants. The 1 s floor of RFC 6298 is far above loopback/LAN RTTs; RFC 6298 §2.4 permits a lower one. */
+export const INITIAL_RTO_MS = 500
+export const MIN_RTO_MS = 20
+export const MAX_RTO_MS = 4_000
+/** RFC 9002 §6.1: a datagram is lost when 3 later ones of the same response arrived... */
+export const LOSS_REORDER_THRESHOLD = 3
+/** ...or when 9/8 RTT passed since a later one arrived. */
+export const LOSS_TIME_THRESHOLD = 9 / 8
+/** A peer that sent nothing for this long while we waited on it is declared dead. */
+export const PEER_IDLE_TIMEOUT_MS = 5_000
+/** An owner that fails this many pieces (timeouts or bad hashes) is dropped for the download. */
+export const MAX_OWNER_FAILURES = 3
+/** How long a download with no usable owner keeps asking the tracker before it fails. */
+export const DOWNLOAD_NO_OWNER_TIMEOUT_MS = 20_000
+/** Verified pieces held in memory per owner while their blocks arrive (bounds memory). */
+export const PIECES_IN_FLIGHT_PER_OWNER = 8
+/** Persist the verified-pieces bitfield at most this often during a download. */
+export const RESUME_STATE_FLUSH_MS = 250
+
+// ---- serving -----------------------------------------------------------------------------------
+/** Open file handles a node keeps for serving. */
+export const MAX_OPEN_SERVE_HANDLES = 64
+
+// ---- console -----------------------------------------------------------------------------------
+export const PROGRESS_INTERVAL_TTY_MS = 200
+export const PROGRESS_INTERVAL_PLAIN_MS = 2_000
+/** Malformed datagrams are counted always but logged at most this often. */
+export const MALFORMED_LOG_INTERVAL_MS = 1_000

@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+import yargs, { type Argv } from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import {
+  DEFAULT_BIND_HOST, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR
+} from '../configs.js'
+import { MIN_DATAGRAM_BYTES } from './messages/index.js'
+import { runNode } from './node/main.js'
+import { resolveHome } from './paths.js'
+import { runTracker } from './tracker/main.js'
+
+/** A flag or environment value that does not make sense; reported in one line, exit code 2. */
+class UsageError extends Error {
+  override readonly name = 'UsageError'
+}
+
+function parseHostPort (value: string): { host: string, port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(value.trim())
+  const port = m === null ? NaN : Number(m[2])
+  if (m === null || !(port > 0 && port < 65536)) throw new UsageError(`--tracker must be host:port, got "${value}"`)
+  return { host: m[1] as string, port }
+}
+
+function checkPort (port: number, flag: string): number {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0..65535`)
+  return port
+}
+
+const common = <T>(y: Argv<T>) => y
+  .option('home', { type: 'string', describe: `folder holding node_files/, tracker_db/ and logs/ (default: $${HOME_ENV_VAR} or the current folder)` })
+  .option('host', { type: 'string', default: DEFAULT_BIND_HOST, describe: 'address to bind' })
+  .option('heartbeat', { type: 'number', describe: 'heartbeat interval in seconds (tracker: what it asks of nodes; node: overrides that)' })
+  .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+
+const heartbeatMs = (s: number | undefined): number | undefined => {
+  if (s === undefined) return undefined
+  if (!(s > 0)) throw new UsageError('--heartbeat must be a positive number of seconds')
+  return Math.round(s * 1000)
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName('udptorrent')
+  .env('UDPTORRENT')
+  .command('tracker', 'run the tracker (UDP)', (y) => common(y)
+    .option('port', { type: 'number', default: DEFAULT_TRACKER_PORT, describe: 'UDP port (0 = ephemeral)' })
+    .option('max-owners', { type: 'number', describe: 'K: the most owners one NEED reply lists' }),
+  async (argv) => {
+    await runTracker({
+      home: resolveHome(argv.home),
+      host: argv.host,
+      port: checkPort(argv.port, '--port'),
+      heartbeatMs: heartbeatMs(argv.heartbeat),
+      maxOwners: argv['max-owners'],
+      logLevel: argv['log-level']
+    })
+  })
+  .command('node', 'run a node: share and download files', (y) => common(y)
+    .option('id', { type: 'number', demandOption: true, describe: 'node id; files live in node_files/node<id>/' })
+    .option('tracker', { type: 'string', default: `${DEFAULT_TRACKER_HOST}:${DEFAULT_TRACKER_PORT}`, describe: 'tracker host:port' })
+    .option('port', { type: 'number', default: DEFAULT_NODE_PORT, describe: 'UDP port (0 = ephemeral)' })
+    .option('send', { type: 'string', array: true, default: [] as string[], describe: 'share this file at start (repeatable)' })
+    .option('download', { type: 'string', array: true, default: [] as string[], describe: 'download this file at start (repeatable)' })
+    .option('exit-when-done', { type: 'boolean', default: false, describe: 'exit 0 once every --download verified, non-zero if one failed' })
+    .option('no-owner-timeout', { type: 'number', default: DOWNLOAD_NO_OWNER_TIMEOUT_MS / 1000, describe: 'seconds a download waits with no live owner before it fails' })
+    .option('progress-interval', { type: 'number', describe: 'milliseconds between progress updates (default: 200 on a TTY, 2000 otherwise)' })
+    .option('datagram-bytes', { type: 'number', hidden: true, describe: 'data datagram size' })
+    .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' }),
+  async (argv) => {
+    if (!Number.isInteger(argv.id) || argv.id < 0 || argv.id > 0xffffffff) throw new UsageError('--id must be a whole number 0..4294967295')
+    const datagramBytes = argv['datagram-bytes']
+    if (datagramBytes !== undefined && !(datagramBytes >= MIN_DATAGRAM_BYTES && datagramBytes <= MAX_DATAGRAM_BYTES)) {
+      throw new UsageError(`--datagram-bytes must be ${MIN_DATAGRAM_BYTES}..${MAX_DATAGRAM_BYTES}`)
+    }
+    await runNode({
+      id: argv.id,
+      home: resolveHome(argv.home),
+      tracker: parseHostPort(argv.tracker),
+      host: argv.host,
+      port: checkPort(argv.port, '--port'),
+      heartbeatMs: heartbeatMs(argv.heartbeat),
+      send: argv.send.map(String),
+      download: argv.download.map(String),
+      exitWhenDone: argv['exit-when-done'],
+      logLevel: argv['log-level'],
+      impair: argv.impair,
+      datagramBytes,
+      noOwnerTimeoutMs: argv['no-owner-timeout'] * 1000,
+      progressIntervalMs: argv['progress-interval']
+    })
+  })
+  .demandCommand(1, 'name a command: tracker or node')
+  .strict()
+  .fail((msg, err) => {
+    process.stderr.write(`udptorrent: ${err?.message ?? msg}\n`)
+    process.exit(2)
+  })
+  .help()
+  .parseAsync()

@@ -1,0 +1,7 @@
+export * from './types.js'
+export * from './errors.js'
+export * from './names.js'
+export { encode, decode, tryDecode } from './codec.js'
+export { encodeDataHeader, DATA_HEADER_BYTES, MIN_DATAGRAM_BYTES, MAX_REQUEST_BYTES } from './peer-messages.js'
+export { MAX_OWNERS_ON_WIRE, checkPieceGeometry, truncateUtf8 } from './tracker-messages.js'
+export { HEADER_BYTES, MAGIC, PROTOCOL_VERSION } from './header.js'

@@ -1,0 +1,64 @@
+import { HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_FILE_SIZE_BYTES } from '../../configs.js'
+import { BufferReader, BufferWriter } from './buffer-codec.js'
+import { MalformedMessageError } from './errors.js'
+import { HEADER_BYTES, writeHeader } from './header.js'
+import { MessageType, RejectReason, Stream, type DataMsg, type RejectMsg, type RequestMsg } from './types.js'
+
+/** header + stream u8 + offset u64 */
+export const DATA_HEADER_BYTES = HEADER_BYTES + 1 + 8
+/** The smallest datagram a requester may ask for: still room for a useful payload. */
+export const MIN_DATAGRAM_BYTES = 256
+/** A request never asks for more than this many bytes, whatever the datagram size. */
+export const MAX_REQUEST_BYTES = MAX_DATAGRAMS_PER_REQUEST * (MAX_DATAGRAM_BYTES - DATA_HEADER_BYTES)
+
+function readStream (r: BufferReader): Stream {
+  const s = r.u8('stream')
+  if (s !== Stream.Content && s !== Stream.Manifest) throw new MalformedMessageError('out-of-bounds', `stream ${s}`)
+  return s
+}
+
+export const peerCodecs = {
+  [MessageType.Request]: {
+    write: (w: BufferWriter, m: RequestMsg) => {
+      w.bytes(m.contentHash).u8(m.stream).u64(m.offset).u32(m.length).u16(m.datagramBytes)
+    },
+    read: (r: BufferReader, txid: number): RequestMsg => {
+      const contentHash = r.bytes(HASH_BYTES, 'content hash')
+      const stream = readStream(r)
+      const offset = r.u64('offset', MAX_FILE_SIZE_BYTES)
+      const length = r.u32('length')
+      if (length === 0 || length > MAX_REQUEST_BYTES) throw new MalformedMessageError('out-of-bounds', `request length ${length}`)
+      const datagramBytes = r.u16('datagram size')
+      if (datagramBytes < MIN_DATAGRAM_BYTES || datagramBytes > MAX_DATAGRAM_BYTES) {
+        throw new MalformedMessageError('out-of-bounds', `datagram size ${datagramBytes}`)
+      }
+      return { type: MessageType.Request, txid, contentHash, stream, offset, length, datagramBytes }
+    }
+  },
+  [MessageType.Data]: {
+    write: (w: BufferWriter, m: DataMsg) => { w.u8(m.stream).u64(m.offset).bytes(m.payload) },
+    read: (r: BufferReader, txid: number): DataMsg => {
+      const stream = readStream(r)
+      const offset = r.u64('offset', MAX_FILE_SIZE_BYTES)
+      const payload = r.rest()
+      if (payload.length === 0) throw new MalformedMessageError('truncated', 'data datagram without payload')
+      return { type: MessageType.Data, txid, stream, offset, payload }
+    }
+  },
+  [MessageType.Reject]: {
+    write: (w: BufferWriter, m: RejectMsg) => { w.u8(m.reason) },
+    read: (r: BufferReader, txid: number): RejectMsg => {
+      const reason = r.u8('reject reason')
+      if (!(reason in RejectReason)) throw new MalformedMessageError('out-of-bounds', `reject reason ${reason}`)
+      return { type: MessageType.Reject, txid, reason: reason as RejectReason }
+    }
+  }
+} as const
+
+/**
+ * The header of a DATA datagram on its own, so the sender can hand [header, payload] to
+ * socket.send() without copying file bytes into a new buffer.
+ */
+export function encodeDataHeader (txid: number, stream: Stream, offset: number): Buffer {
+  return writeHeader(new BufferWriter(), MessageType.Data, txid).u8(stream).u64(offset).finish()
+}

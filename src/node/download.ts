@@ -1,0 +1,406 @@
+import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import type { Logger } from 'pino'
+import {
+  DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER
+} from '../../configs.js'
+import { checkFileName, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
+import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
+import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
+import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
+import { PieceScheduler } from './piece-scheduler.js'
+import { PieceStore } from './piece-store.js'
+import type { TrackerClient } from './tracker-client.js'
+
+/** A download that could not complete; the message says why and what is kept for a retry. */
+export class DownloadError extends Error {
+  override readonly name = 'DownloadError'
+}
+
+export interface DownloadInit {
+  name: string
+  /** The node's folder (node_files/nodeN). */
+  dir: string
+  selfId: number
+  tracker: TrackerClient
+  /** The shared link to an owner (one per remote address, so downloads share its congestion state). */
+  linkTo: (owner: OwnerEntry) => PeerLink
+  logger: Logger
+  signal: AbortSignal
+  noOwnerTimeoutMs?: number
+  piecesInFlightPerOwner?: number
+  /** Called once the file is complete and in place, before the download resolves. */
+  onComplete: (name: string, manifest: Manifest) => Promise<void>
+}
+
+export type OwnerState = 'active' | 'dead' | 'banned'
+
+export interface OwnerProgress {
+  nodeId: number
+  address: string
+  state: OwnerState
+  bytes: number
+  pieces: number
+  failures: number
+  link: PeerLinkStats
+}
+
+export interface DownloadProgress {
+  name: string
+  phase: 'locating' | 'manifest' | 'pieces' | 'finishing' | 'done'
+  size: number
+  pieces: number
+  piecesDone: number
+  bytesDone: number
+  /** Bytes verified during this run (excludes what a resume found on disk). */
+  bytesThisRun: number
+  startedAt: number
+  owners: OwnerProgress[]
+}
+
+export interface DownloadResult {
+  file: string
+  bytes: number
+  sha256: string
+  seconds: number
+  resumedPieces: number
+}
+
+interface Owner {
+  entry: OwnerEntry
+  link: PeerLink
+  state: OwnerState
+  bytes: number
+  pieces: number
+  failures: number
+  workers: number
+}
+
+/**
+ * One file's download: locate owners, fetch and verify the manifest, then fetch pieces in parallel
+ * from every owner, verifying each before it is written. Owners that die, stall or lie lose their
+ * work to the others; with no owner left for `noOwnerTimeoutMs` the download fails, keeping its
+ * verified pieces for a later resume.
+ */
+export class Download {
+  readonly name: string
+  private readonly owners = new Map<number, Owner>()
+  private identity: FileIdentity | undefined
+  private store: PieceStore | undefined
+  private phase: DownloadProgress['phase'] = 'locating'
+  private readonly startedAt = Date.now()
+  private bytesThisRun = 0
+  private wake: () => void = () => {}
+
+  constructor (private readonly init: DownloadInit) {
+    this.name = checkFileName(init.name)
+  }
+
+  get progress (): DownloadProgress {
+    const size = this.identity?.size ?? 0
+    return {
+      name: this.name,
+      phase: this.phase,
+      size,
+      pieces: this.store?.count ?? 0,
+      piecesDone: this.store?.verifiedCount ?? 0,
+      bytesDone: this.phase === 'done' ? size : (this.store?.verifiedBytes ?? 0),
+      bytesThisRun: this.bytesThisRun,
+      startedAt: this.startedAt,
+      owners: [...this.owners.values()].map((o) => ({
+        nodeId: o.entry.nodeId,
+        address: `${o.entry.host}:${o.entry.port}`,
+        state: o.state,
+        bytes: o.bytes,
+        pieces: o.pieces,
+        failures: o.failures,
+        link: o.link.stats
+      }))
+    }
+  }
+
+  async run (): Promise<DownloadResult> {
+    const { dir, logger } = this.init
+    const started = performance.now()
+    const finalPath = path.join(dir, this.name)
+    if (await exists(finalPath)) throw new DownloadError(`${this.name} already exists in ${dir}; remove it to download again`)
+
+    const identity = await this.locate()
+    this.identity = identity
+    logger.info({ file: this.name, size: identity.size, pieceSize: identity.pieceSize, owners: this.owners.size }, 'download started')
+
+    this.phase = 'manifest'
+    const manifest = await this.manifest(identity)
+
+    this.phase = 'pieces'
+    const stateDir = path.join(dir, NODE_STATE_DIR)
+    const store = await PieceStore.open({
+      partPath: path.join(dir, this.name + PART_SUFFIX),
+      statePath: path.join(stateDir, `${this.name}.pieces`),
+      manifest
+    })
+    this.store = store
+    const resumedPieces = store.verifiedCount
+    if (resumedPieces > 0) logger.info({ file: this.name, resumedPieces, pieces: store.count }, 'resuming from verified pieces')
+    try {
+      await this.fetchPieces(store, identity)
+      this.phase = 'finishing'
+      await store.finish(finalPath)
+    } catch (err) {
+      await store.close().catch(() => {})
+      throw err
+    }
+    await rm(this.manifestPath(), { force: true })
+    const digest = await hashWholeFile(finalPath, identity.pieceSize)
+    this.phase = 'done'
+    await this.init.onComplete(this.name, manifest)
+    await this.reportCredit(identity)
+    const result: DownloadResult = {
+      file: this.name,
+      bytes: identity.size,
+      sha256: digest,
+      seconds: (performance.now() - started) / 1000,
+      resumedPieces
+    }
+    logger.info(result, 'download complete')
+    return result
+  }
+
+  /** Asks the tracker for owners until some are live, for at most the no-owner timeout. */
+  private async locate (): Promise<FileIdentity> {
+    const deadline = Date.now() + (this.init.noOwnerTimeoutMs ?? DOWNLOAD_NO_OWNER_TIMEOUT_MS)
+    for (;;) {
+      const reply = await this.init.tracker.need(this.name, this.init.signal)
+      if (reply.file !== null && this.addOwners(reply.owners, reply.file) > 0) {
+        if (reply.variants > 1) this.init.logger.warn({ file: this.name, variants: reply.variants }, 'the tracker holds several contents under this name; fetching the most shared one')
+        return reply.file
+      }
+      if (Date.now() >= deadline) throw new DownloadError(`no node shares ${this.name}`)
+      await this.pause(1000)
+    }
+  }
+
+  private addOwners (entries: OwnerEntry[], file: FileIdentity): number {
+    if (this.identity !== undefined && !file.contentHash.equals(this.identity.contentHash)) return 0
+    let added = 0
+    for (const entry of entries) {
+      if (entry.nodeId === this.init.selfId) continue
+      const known = this.owners.get(entry.nodeId)
+      if (known?.state === 'banned' || known?.state === 'active') continue
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', bytes: 0, pieces: 0, failures: 0, workers: 0 })
+      added++
+    }
+    return added
+  }
+
+  private manifestPath (): string {
+    return path.join(this.init.dir, NODE_STATE_DIR, `${this.name}.manifest`)
+  }
+
+  /** The piece-hash list: from disk when a previous run saved it, else from an owner; checked against the content hash either way. */
+  private async manifest (identity: FileIdentity): Promise<Manifest> {
+    const length = pieceCount(identity.size, identity.pieceSize) * HASH_BYTES
+    const make = (pieceHashes: Buffer): Manifest => ({ size: identity.size, pieceSize: identity.pieceSize, pieceHashes, contentHash: identity.contentHash })
+    const saved = await readFile(this.manifestPath()).catch(() => undefined)
+    if (saved !== undefined && saved.length === length && sha256(saved).equals(identity.contentHash)) return make(saved)
+
+    for (const owner of this.activeOwners()) {
+      const buf = Buffer.alloc(length)
+      try {
+        await owner.link.fetch({
+          contentHash: identity.contentHash,
+          stream: Stream.Manifest,
+          offset: 0,
+          length,
+          onData: (offset, payload) => { payload.copy(buf, offset) },
+          signal: this.init.signal
+        })
+      } catch (err) {
+        if (this.init.signal.aborted) throw abortError(this.init.signal)
+        this.dropOwner(owner, 'dead', err)
+        continue
+      }
+      if (!sha256(buf).equals(identity.contentHash)) {
+        this.dropOwner(owner, 'banned', new Error('manifest does not match the content hash'))
+        continue
+      }
+      await mkdir(path.dirname(this.manifestPath()), { recursive: true })
+      await writeFile(`${this.manifestPath()}.tmp`, buf)
+      await rename(`${this.manifestPath()}.tmp`, this.manifestPath())
+      return make(buf)
+    }
+    throw new DownloadError(`no owner of ${this.name} delivered a valid manifest`)
+  }
+
+  private activeOwners (): Owner[] {
+    return [...this.owners.values()].filter((o) => o.state === 'active')
+  }
+
+  private dropOwner (owner: Owner, state: 'dead' | 'banned', reason: unknown): void {
+    if (owner.state !== 'active') return
+    owner.state = state
+    this.init.logger.warn({ file: this.name, owner: owner.entry.nodeId, address: `${owner.entry.host}:${owner.entry.port}`, state, reason: (reason as Error)?.message }, 'owner dropped')
+  }
+
+  private async fetchPieces (store: PieceStore, identity: FileIdentity): Promise<void> {
+    const scheduler = new PieceScheduler(store.missing(), this.activeOwners().map((o) => o.entry.nodeId))
+    const attempts = new Map<string, AbortController>()
+    const writes = new Set<Promise<void>>()
+    let failure: Error | undefined
+    const notify = (): void => { const w = this.wake; this.wake = () => {}; w() }
+
+    const worker = async (owner: Owner): Promise<void> => {
+      owner.workers++
+      try {
+        while (!scheduler.isComplete && owner.state === 'active' && failure === undefined && !this.init.signal.aborted) {
+          const piece = scheduler.next(owner.entry.nodeId)
+          if (piece === undefined) {
+            await this.changed()
+            continue
+          }
+          await this.fetchPiece(owner, piece, scheduler, store, identity, attempts, writes, notify)
+        }
+      } catch (err) {
+        failure ??= err as Error
+      } finally {
+        owner.workers--
+        notify()
+      }
+    }
+    const startWorkers = (): void => {
+      for (const owner of this.activeOwners()) {
+        scheduler.addOwner(owner.entry.nodeId)
+        const want = this.init.piecesInFlightPerOwner ?? PIECES_IN_FLIGHT_PER_OWNER
+        while (owner.workers < want) void worker(owner)
+      }
+    }
+
+    startWorkers()
+    let idleSince: number | undefined
+    const noOwnerTimeout = this.init.noOwnerTimeoutMs ?? DOWNLOAD_NO_OWNER_TIMEOUT_MS
+    while (!scheduler.isComplete) {
+      if (this.init.signal.aborted) throw abortError(this.init.signal)
+      if (failure !== undefined) throw failure
+      if (this.activeOwners().length === 0) {
+        idleSince ??= Date.now()
+        const waited = Date.now() - idleSince
+        if (waited >= noOwnerTimeout) {
+          throw new DownloadError(`no owner left for ${this.name}: ${scheduler.remaining} of ${store.count} pieces missing after ${Math.round(waited / 1000)} s; verified pieces are kept, download again to resume`)
+        }
+        // Everyone we knew is gone: ask the tracker again, then wait a little.
+        const reply = await this.init.tracker.need(this.name, this.init.signal).catch(() => undefined)
+        if (reply?.file != null && this.addOwners(reply.owners, reply.file) > 0) {
+          idleSince = undefined
+          startWorkers()
+          continue
+        }
+        await this.pause(Math.min(1000, noOwnerTimeout - waited))
+        continue
+      }
+      await this.changed()
+    }
+    await Promise.all(writes)
+    if (failure !== undefined) throw failure
+  }
+
+  private async fetchPiece (
+    owner: Owner, piece: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
+    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
+  ): Promise<void> {
+    const ownerId = owner.entry.nodeId
+    const length = store.pieceLength(piece)
+    const start = piece * identity.pieceSize
+    const buf = Buffer.allocUnsafe(length)
+    const ac = new AbortController()
+    const onAbort = (): void => ac.abort(abortError(this.init.signal))
+    this.init.signal.addEventListener('abort', onAbort, { once: true })
+    const key = `${piece}:${ownerId}`
+    attempts.set(key, ac)
+    try {
+      await owner.link.fetch({
+        contentHash: identity.contentHash,
+        stream: Stream.Content,
+        offset: start,
+        length,
+        onData: (offset, payload) => { payload.copy(buf, offset - start) },
+        signal: ac.signal
+      })
+    } catch (err) {
+      scheduler.fail(piece, ownerId)
+      notify()
+      if (ac.signal.aborted) return // end game: someone else verified it first, or we are stopping
+      if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {
+        this.dropOwner(owner, 'dead', err)
+        scheduler.removeOwner(ownerId)
+        return
+      }
+      throw err
+    } finally {
+      attempts.delete(key)
+      this.init.signal.removeEventListener('abort', onAbort)
+    }
+    if (!store.verify(piece, buf)) {
+      owner.failures++
+      this.init.logger.warn({ file: this.name, piece, owner: ownerId, failures: owner.failures }, 'piece failed verification')
+      scheduler.fail(piece, ownerId)
+      if (owner.failures >= MAX_OWNER_FAILURES) {
+        this.dropOwner(owner, 'banned', new Error(`${owner.failures} pieces failed verification`))
+        scheduler.removeOwner(ownerId)
+      }
+      notify()
+      return
+    }
+    const others = scheduler.complete(piece, ownerId)
+    if (others === undefined) return
+    for (const other of others) attempts.get(`${piece}:${other}`)?.abort()
+    owner.bytes += length
+    owner.pieces++
+    this.bytesThisRun += length
+    const write = store.write(piece, buf)
+    writes.add(write)
+    try {
+      await write
+    } finally {
+      writes.delete(write)
+      notify()
+    }
+  }
+
+  /** Tells the tracker how many bytes each owner gave us, which is the owners' upload credit. */
+  private async reportCredit (identity: FileIdentity): Promise<void> {
+    const received = [...this.owners.values()].filter((o) => o.bytes > 0).map((o) => ({ ownerId: o.entry.nodeId, bytes: o.bytes }))
+    if (received.length === 0) return
+    try {
+      await this.init.tracker.update(identity.contentHash, received, this.init.signal)
+    } catch (err) {
+      this.init.logger.warn({ err, file: this.name }, 'could not report upload credit')
+    }
+  }
+
+  /** Resolves at the next scheduler change (a piece verified or failed, an owner gone), or after a short tick. */
+  private async changed (): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 250)
+      const prev = this.wake
+      this.wake = () => { clearTimeout(t); prev(); resolve() }
+    })
+  }
+
+  private async pause (ms: number): Promise<void> {
+    const signal = this.init.signal
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+      const onAbort = (): void => { clearTimeout(t); reject(abortError(signal)) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}
+
+async function exists (p: string): Promise<boolean> {
+  try {
+    await access(p)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,73 @@
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
+import { HASH_BYTES } from '../../configs.js'
+import { abortError } from '../transport/errors.js'
+
+/** The piece-hash list of a file and the hash that names it. */
+export interface Manifest {
+  size: number
+  pieceSize: number
+  /** SHA-256 of each piece, concatenated. */
+  pieceHashes: Buffer
+  /** SHA-256 of pieceHashes: the file's identity on the wire. */
+  contentHash: Buffer
+}
+
+export const sha256 = (data: Uint8Array): Buffer => createHash('sha256').update(data).digest()
+
+export const pieceCount = (size: number, pieceSize: number): number => Math.ceil(size / pieceSize)
+
+export function pieceLength (size: number, pieceSize: number, index: number): number {
+  return Math.min(pieceSize, size - index * pieceSize)
+}
+
+export function pieceHash (m: Pick<Manifest, 'pieceHashes'>, index: number): Buffer {
+  return m.pieceHashes.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES)
+}
+
+/** Hashes a file piece by piece, reading one piece at a time so memory stays flat. */
+export async function hashFile (file: string, pieceSize: number, signal?: AbortSignal): Promise<Manifest> {
+  const fh = await open(file, 'r')
+  try {
+    const { size } = await fh.stat()
+    const n = pieceCount(size, pieceSize)
+    const pieceHashes = Buffer.alloc(n * HASH_BYTES)
+    const buf = Buffer.allocUnsafe(Math.min(pieceSize, Math.max(size, 1)))
+    for (let i = 0; i < n; i++) {
+      if (signal?.aborted === true) throw abortError(signal)
+      const len = pieceLength(size, pieceSize, i)
+      await readFully(fh, buf, len, i * pieceSize)
+      sha256(buf.subarray(0, len)).copy(pieceHashes, i * HASH_BYTES)
+    }
+    return { size, pieceSize, pieceHashes, contentHash: sha256(pieceHashes) }
+  } finally {
+    await fh.close()
+  }
+}
+
+/** SHA-256 of a whole file, streamed. */
+export async function hashWholeFile (file: string, chunkBytes: number): Promise<string> {
+  const fh = await open(file, 'r')
+  try {
+    const h = createHash('sha256')
+    const buf = Buffer.allocUnsafe(chunkBytes)
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+    }
+    return h.digest('hex')
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Reads exactly `length` bytes at `position`, or throws if the file is shorter. */
+export async function readFully (fh: import('node:fs/promises').FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done)
+    if (bytesRead === 0) throw new Error(`file ended at ${position + done}, expected ${position + length}`)
+    done += bytesRead
+  }
+}

@@ -1,0 +1,186 @@
+import { setMaxListeners } from 'node:events'
+import { mkdir } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { DEFAULT_DATAGRAM_BYTES, MAX_OPEN_SERVE_HANDLES } from '../../configs.js'
+import { checkFileName, Stream, type OwnerEntry } from '../messages/index.js'
+import { BlockServer } from '../transport/block-server.js'
+import { Endpoint, type DatagramFilter, type RemoteAddress } from '../transport/endpoint.js'
+import { PeerLink } from '../transport/peer-link.js'
+import { Download, type DownloadProgress, type DownloadResult } from './download.js'
+import { Library, type SharedFile } from './library.js'
+import { TrackerClient } from './tracker-client.js'
+
+export interface NodeInit {
+  id: number
+  /** node_files/node<id>: the only folder this node reads or writes files in. */
+  dir: string
+  tracker: RemoteAddress
+  host?: string
+  port?: number
+  heartbeatMs?: number
+  datagramBytes?: number
+  noOwnerTimeoutMs?: number
+  /** Impairs inbound peer datagrams (tests, simulator); the tracker's are exempt. */
+  inboundFilter?: DatagramFilter
+  logger: Logger
+}
+
+export interface NodeStatus {
+  id: number
+  address: RemoteAddress
+  tracker: { address: RemoteAddress, connected: boolean }
+  shared: Array<{ name: string, size: number, contentHash: string }>
+  downloads: DownloadProgress[]
+  peers: number
+  served: { requests: number, bytes: number }
+  malformedDatagrams: number
+}
+
+/**
+ * A udptorrent node: serves its shared files, downloads others', and keeps itself registered.
+ * Console output is the caller's job: the node reports through return values, events and logs.
+ */
+export class UdpTorrentNode {
+  private readonly downloads = new Map<string, { download: Download, abort: AbortController, done: Promise<DownloadResult> }>()
+  private readonly links = new Map<string, PeerLink>()
+  private stopping = false
+
+  private constructor (
+    readonly init: NodeInit,
+    readonly endpoint: Endpoint,
+    readonly library: Library,
+    readonly server: BlockServer,
+    readonly tracker: TrackerClient
+  ) {}
+
+  static async start (init: NodeInit): Promise<UdpTorrentNode> {
+    await mkdir(init.dir, { recursive: true })
+    const endpoint = await Endpoint.open({
+      host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker
+    })
+    const library = new Library({ dir: init.dir, logger: init.logger })
+    const server = new BlockServer({
+      endpoint,
+      source: library,
+      maxReadsInFlight: MAX_OPEN_SERVE_HANDLES,
+      logger: init.logger,
+      onServed: (to, stream, bytes) => {
+        if (stream === Stream.Content) init.logger.debug({ to, bytes }, 'served')
+      }
+    })
+    let node: UdpTorrentNode | undefined
+    const tracker = new TrackerClient({
+      endpoint,
+      tracker: init.tracker,
+      nodeId: init.id,
+      heartbeatMs: init.heartbeatMs,
+      logger: init.logger,
+      onJoined: async () => { await node?.announceAll() }
+    })
+    node = new UdpTorrentNode(init, endpoint, library, server, tracker)
+    init.logger.info({ nodeId: init.id, address: endpoint.address, dir: init.dir, tracker: init.tracker }, 'node started')
+    // Files shared before a restart are shared again; a file that went away is skipped.
+    for (const name of await library.previouslyShared()) {
+      try {
+        await library.share(name)
+      } catch (err) {
+        init.logger.warn({ err, file: name }, 'previously shared file is no longer available')
+      }
+    }
+    tracker.start()
+    return node
+  }
+
+  get address (): RemoteAddress { return this.endpoint.address }
+
+  /** Starts sharing a file from the node's folder and tells the tracker. */
+  async send (rawName: string): Promise<SharedFile> {
+    const shared = await this.library.share(rawName)
+    await this.tracker.own(shared.identity)
+    this.init.logger.info({ file: shared.identity.name, size: shared.identity.size, contentHash: shared.identity.contentHash.toString('hex') }, 'sharing file')
+    return shared
+  }
+
+  /** Starts a download; the returned promise settles when it completes or fails. */
+  download (rawName: string): { download: Download, done: Promise<DownloadResult> } {
+    const name = checkFileName(rawName)
+    const running = this.downloads.get(name)
+    if (running !== undefined) return running
+    const abort = new AbortController()
+    // Every piece attempt in flight listens on the download's signal; the default cap of 10 is a false alarm here.
+    setMaxListeners(0, abort.signal)
+    const download = new Download({
+      name,
+      dir: this.init.dir,
+      selfId: this.init.id,
+      tracker: this.tracker,
+      linkTo: (owner) => this.linkTo(owner),
+      logger: this.init.logger,
+      signal: abort.signal,
+      noOwnerTimeoutMs: this.init.noOwnerTimeoutMs,
+      onComplete: async (file, manifest) => {
+        const shared = await this.library.add(file, manifest)
+        await this.tracker.own(shared.identity).catch((err: unknown) => this.init.logger.warn({ err, file }, 'could not announce the finished file'))
+      }
+    })
+    const done = download.run()
+    const entry = { download, abort, done }
+    this.downloads.set(name, entry)
+    done.then(() => this.downloads.delete(name), (err: unknown) => {
+      this.downloads.delete(name)
+      this.init.logger.error({ file: name, err: (err as Error).message }, 'download failed')
+    })
+    return entry
+  }
+
+  status (): NodeStatus {
+    return {
+      id: this.init.id,
+      address: this.address,
+      tracker: { address: this.tracker.address, connected: this.tracker.isConnected },
+      shared: this.library.list().map((f) => ({ name: f.identity.name, size: f.identity.size, contentHash: f.identity.contentHash.toString('hex') })),
+      downloads: [...this.downloads.values()].map((d) => d.download.progress),
+      peers: this.links.size,
+      served: { requests: this.server.stats.requests, bytes: this.server.stats.bytesSent },
+      malformedDatagrams: this.endpoint.stats.malformed
+    }
+  }
+
+  /** Leaves cleanly: downloads stop (their verified pieces are kept), EXIT is sent, sockets close. */
+  async stop (): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    for (const d of this.downloads.values()) d.abort.abort(new Error('node is shutting down'))
+    await Promise.allSettled([...this.downloads.values()].map(async (d) => await d.done))
+    try {
+      await this.tracker.exit(AbortSignal.timeout(2000))
+    } catch (err) {
+      this.init.logger.warn({ err }, 'could not tell the tracker we are leaving')
+    }
+    for (const link of this.links.values()) link.close()
+    await this.library.close()
+    await this.endpoint.close()
+    this.init.logger.info({ nodeId: this.init.id }, 'node stopped')
+  }
+
+  private async announceAll (): Promise<void> {
+    for (const f of this.library.list()) {
+      await this.tracker.own(f.identity).catch((err: unknown) => this.init.logger.warn({ err, file: f.identity.name }, 'could not announce file'))
+    }
+  }
+
+  private linkTo (owner: OwnerEntry): PeerLink {
+    const key = `${owner.host}:${owner.port}`
+    let link = this.links.get(key)
+    if (link === undefined) {
+      link = new PeerLink({
+        endpoint: this.endpoint,
+        remote: { host: owner.host, port: owner.port },
+        datagramBytes: this.init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+        logger: this.init.logger
+      })
+      this.links.set(key, link)
+    }
+    return link
+  }
+}

@@ -1,0 +1,33 @@
+import { createFileLogger, flushLogger } from '../logging.js'
+import { Tracker } from './tracker.js'
+
+export interface TrackerMainInit {
+  home: string
+  host: string
+  port: number
+  heartbeatMs?: number
+  maxOwners?: number
+  logLevel: string
+}
+
+/** The `udptorrent tracker` process: serve until SIGINT/SIGTERM, then write the state and exit. */
+export async function runTracker (init: TrackerMainInit): Promise<void> {
+  const logger = createFileLogger(init.home, 'tracker', init.logLevel)
+  const tracker = await Tracker.start({
+    home: init.home, host: init.host, port: init.port, heartbeatMs: init.heartbeatMs, maxOwnersReturned: init.maxOwners, logger
+  })
+  const { host, port } = tracker.address
+  process.stdout.write(`tracker listening on ${host}:${port} (state in ${init.home}/tracker_db, log in ${init.home}/logs/tracker.log)\n`)
+  let closing = false
+  const shutdown = async (why: string): Promise<void> => {
+    if (closing) return
+    closing = true
+    logger.info({ why }, 'tracker shutting down')
+    await tracker.close()
+    flushLogger(logger)
+    process.stdout.write(`tracker stopped (${why})\n`)
+    process.exit(0)
+  }
+  process.once('SIGINT', () => { void shutdown('SIGINT') })
+  process.once('SIGTERM', () => { void shutdown('SIGTERM') })
+}

@@ -1,0 +1,222 @@
+import type { FileIdentity, OwnerEntry } from '../messages/index.js'
+
+export interface RegistryInit {
+  /** A node silent for longer than this is forgotten, with its ownerships. */
+  pruneAfterMs: number
+  now?: () => number
+}
+
+export interface NodeRecord {
+  id: number
+  host: string
+  port: number
+  lastSeen: number
+  /** Content hashes (hex) this node shares. */
+  files: Set<string>
+}
+
+interface FileRecord {
+  identity: FileIdentity
+  owners: Set<number>
+}
+
+export interface NeedResult {
+  file: FileIdentity | null
+  variants: number
+  owners: OwnerEntry[]
+}
+
+/** Why the registry refused an operation; the server maps it to a wire error. */
+export class RegistryError extends Error {
+  override readonly name = 'RegistryError'
+  constructor (readonly code: 'unknown-node' | 'forbidden' | 'not-found', message: string) {
+    super(message)
+  }
+}
+
+export interface RegistrySnapshot {
+  version: 1
+  nodes: Array<{ id: number, host: string, port: number, files: string[] }>
+  files: Array<{ name: string, size: number, pieceSize: number, contentHash: string, owners: number[] }>
+  credit: Array<[number, number]>
+}
+
+/**
+ * The tracker's state and rules, with no I/O: who is alive, who owns what, and who has uploaded
+ * the most. Files are keyed by content hash; a name that maps to two contents stays two files.
+ */
+export class Registry {
+  private readonly nodes = new Map<number, NodeRecord>()
+  private readonly files = new Map<string, FileRecord>()
+  private readonly byName = new Map<string, Set<string>>()
+  /** Upload credit outlives a node's registration, so a node that comes back keeps its rank. */
+  private readonly credit = new Map<number, number>()
+  private readonly now: () => number
+  /** Bumped on every change, so the store knows when to write. */
+  version = 0
+
+  constructor (private readonly init: RegistryInit) {
+    this.now = init.now ?? Date.now
+  }
+
+  get nodeCount (): number { return this.nodes.size }
+  get fileCount (): number { return this.files.size }
+  getNode (id: number): NodeRecord | undefined { return this.nodes.get(id) }
+  creditOf (id: number): number { return this.credit.get(id) ?? 0 }
+
+  /** Join or heartbeat. Returns whether the node was already known (if not, it must re-announce). */
+  register (id: number, host: string, port: number): { known: boolean } {
+    const node = this.nodes.get(id)
+    if (node === undefined) {
+      this.nodes.set(id, { id, host, port, lastSeen: this.now(), files: new Set() })
+      this.version++
+      return { known: false }
+    }
+    node.lastSeen = this.now()
+    if (node.host !== host || node.port !== port) {
+      node.host = host
+      node.port = port
+      this.version++
+    }
+    return { known: true }
+  }
+
+  /** The registered node `id`, provided the request came from its address. */
+  private sender (id: number, host: string, port: number): NodeRecord {
+    const node = this.nodes.get(id)
+    if (node === undefined) throw new RegistryError('unknown-node', `node ${id} is not registered`)
+    if (node.host !== host || node.port !== port) throw new RegistryError('forbidden', `node ${id} is registered from another address`)
+    node.lastSeen = this.now()
+    return node
+  }
+
+  own (id: number, host: string, port: number, file: FileIdentity): void {
+    if (this.addOwner(this.sender(id, host, port), file)) this.version++
+  }
+
+  /** Records `node` as an owner of `file`; false when it already was. */
+  private addOwner (node: NodeRecord, file: FileIdentity): boolean {
+    const key = file.contentHash.toString('hex')
+    let rec = this.files.get(key)
+    if (rec === undefined) {
+      rec = { identity: file, owners: new Set() }
+      this.files.set(key, rec)
+      let names = this.byName.get(file.name)
+      if (names === undefined) this.byName.set(file.name, names = new Set())
+      names.add(key)
+    }
+    if (rec.owners.has(node.id)) return false
+    rec.owners.add(node.id)
+    node.files.add(key)
+    return true
+  }
+
+  /**
+   * Live owners of `name`, best upload credit first, at most `k`. When the name maps to several
+   * contents, the one with the most owners is offered and `variants` says how many there are.
+   */
+  need (id: number, host: string, port: number, name: string, k: number): NeedResult {
+    this.sender(id, host, port)
+    const keys = this.byName.get(name)
+    if (keys === undefined || keys.size === 0) return { file: null, variants: 0, owners: [] }
+    let best: FileRecord | undefined
+    let bestCount = -1
+    for (const key of keys) {
+      const rec = this.files.get(key) as FileRecord
+      const count = [...rec.owners].filter((o) => o !== id).length
+      if (count > bestCount) {
+        best = rec
+        bestCount = count
+      }
+    }
+    const chosen = best as FileRecord
+    const owners = [...chosen.owners]
+      .filter((o) => o !== id)
+      .map((o) => this.nodes.get(o) as NodeRecord)
+      .sort((a, b) => this.creditOf(b.id) - this.creditOf(a.id) || a.id - b.id)
+      .slice(0, k)
+      .map((n) => ({ nodeId: n.id, host: n.host, port: n.port, credit: this.creditOf(n.id), complete: true }))
+    return { file: chosen.identity, variants: keys.size, owners }
+  }
+
+  /**
+   * The downloader's account of bytes received from each owner. Only owners of that content, other
+   * than the reporter, are credited, and never more than the file's size per report.
+   */
+  update (id: number, host: string, port: number, contentHash: Buffer, received: Array<{ ownerId: number, bytes: number }>): number {
+    this.sender(id, host, port)
+    const rec = this.files.get(contentHash.toString('hex'))
+    if (rec === undefined) throw new RegistryError('not-found', 'unknown content')
+    let credited = 0
+    for (const { ownerId, bytes } of received) {
+      if (ownerId === id || !rec.owners.has(ownerId)) continue
+      const amount = Math.min(bytes, rec.identity.size)
+      this.credit.set(ownerId, this.creditOf(ownerId) + amount)
+      credited += amount
+    }
+    if (credited > 0) this.version++
+    return credited
+  }
+
+  exit (id: number, host: string, port: number): void {
+    this.sender(id, host, port)
+    this.remove(id)
+  }
+
+  /** Forgets nodes silent for longer than the prune interval. Returns their ids. */
+  prune (): number[] {
+    const cutoff = this.now() - this.init.pruneAfterMs
+    const gone: number[] = []
+    for (const node of this.nodes.values()) {
+      if (node.lastSeen < cutoff) gone.push(node.id)
+    }
+    for (const id of gone) this.remove(id)
+    return gone
+  }
+
+  private remove (id: number): void {
+    const node = this.nodes.get(id)
+    if (node === undefined) return
+    for (const key of node.files) {
+      const rec = this.files.get(key)
+      if (rec === undefined) continue
+      rec.owners.delete(id)
+      if (rec.owners.size === 0) {
+        this.files.delete(key)
+        const names = this.byName.get(rec.identity.name)
+        names?.delete(key)
+        if (names?.size === 0) this.byName.delete(rec.identity.name)
+      }
+    }
+    this.nodes.delete(id)
+    this.version++
+  }
+
+  snapshot (): RegistrySnapshot {
+    return {
+      version: 1,
+      nodes: [...this.nodes.values()].map((n) => ({ id: n.id, host: n.host, port: n.port, files: [...n.files] })),
+      files: [...this.files.entries()].map(([key, r]) => ({
+        name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: key, owners: [...r.owners]
+      })),
+      credit: [...this.credit.entries()]
+    }
+  }
+
+  /**
+   * Loads a snapshot. Restored nodes count as just seen: they get a full prune interval to send
+   * their next heartbeat, since the tracker, not they, was away.
+   */
+  restore (snap: RegistrySnapshot): void {
+    const now = this.now()
+    for (const n of snap.nodes) this.nodes.set(n.id, { id: n.id, host: n.host, port: n.port, lastSeen: now, files: new Set() })
+    for (const f of snap.files) {
+      const identity: FileIdentity = { name: f.name, size: f.size, pieceSize: f.pieceSize, contentHash: Buffer.from(f.contentHash, 'hex') }
+      for (const owner of f.owners) {
+        const node = this.nodes.get(owner)
+        if (node !== undefined) this.addOwner(node, identity)
+      }
+    }
+    for (const [id, c] of snap.credit) this.credit.set(id, c)
+  }
+}

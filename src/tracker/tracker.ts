@@ -1,0 +1,160 @@
+import path from 'node:path'
+import type { Logger } from 'pino'
+import {
+  DEFAULT_HEARTBEAT_SECONDS, DEFAULT_MAX_OWNERS_RETURNED, PRUNE_AFTER_HEARTBEATS, PRUNE_SWEEP_FRACTION,
+  TRACKER_DB_FILE, TRACKER_DB_FLUSH_MS
+} from '../../configs.js'
+import {
+  encode, MAX_OWNERS_ON_WIRE, MessageType, TrackerErrorCode, type TrackerReply, type TrackerRequest
+} from '../messages/index.js'
+import { Endpoint, type RemoteAddress } from '../transport/endpoint.js'
+import { trackerDbDir } from '../paths.js'
+import { Registry, RegistryError } from './registry.js'
+import { TrackerStore } from './store.js'
+
+export interface TrackerInit {
+  home: string
+  host?: string
+  port?: number
+  heartbeatMs?: number
+  maxOwnersReturned?: number
+  logger: Logger
+}
+
+export interface TrackerStats {
+  requests: Partial<Record<string, number>>
+  errors: Partial<Record<string, number>>
+  pruned: number
+}
+
+const ERROR_CODES: Record<RegistryError['code'], TrackerErrorCode> = {
+  'unknown-node': TrackerErrorCode.UnknownNode,
+  forbidden: TrackerErrorCode.Forbidden,
+  'not-found': TrackerErrorCode.NotFound
+}
+
+/**
+ * The tracker: a UDP server in front of the Registry, with a prune sweep and a debounced,
+ * atomic store. Bad requests get an error reply or nothing; none of them can stop the server.
+ */
+export class Tracker {
+  readonly stats: TrackerStats = { requests: {}, errors: {}, pruned: 0 }
+  private savedVersion = 0
+  private saveTimer: NodeJS.Timeout | undefined
+  private saving: Promise<void> = Promise.resolve()
+  private readonly sweep: NodeJS.Timeout
+
+  private constructor (
+    readonly endpoint: Endpoint,
+    readonly registry: Registry,
+    private readonly store: TrackerStore,
+    private readonly heartbeatMs: number,
+    private readonly maxOwners: number,
+    private readonly logger: Logger
+  ) {
+    endpoint.onTrackerRequest = (msg, from) => this.handle(msg, from)
+    this.sweep = setInterval(() => this.prune(), Math.max(50, heartbeatMs * PRUNE_SWEEP_FRACTION))
+  }
+
+  static async start (init: TrackerInit): Promise<Tracker> {
+    const heartbeatMs = init.heartbeatMs ?? DEFAULT_HEARTBEAT_SECONDS * 1000
+    const registry = new Registry({ pruneAfterMs: heartbeatMs * PRUNE_AFTER_HEARTBEATS })
+    const store = new TrackerStore(path.join(trackerDbDir(init.home), TRACKER_DB_FILE))
+    const snap = await store.load()
+    if (snap !== undefined) {
+      registry.restore(snap)
+      init.logger.info({ nodes: registry.nodeCount, files: registry.fileCount, db: store.file }, 'state restored')
+    }
+    const endpoint = await Endpoint.open({ host: init.host, port: init.port, logger: init.logger })
+    const maxOwners = Math.min(init.maxOwnersReturned ?? DEFAULT_MAX_OWNERS_RETURNED, MAX_OWNERS_ON_WIRE)
+    const tracker = new Tracker(endpoint, registry, store, heartbeatMs, maxOwners, init.logger)
+    tracker.savedVersion = registry.version
+    init.logger.info({ address: endpoint.address, heartbeatMs, maxOwners }, 'tracker listening')
+    return tracker
+  }
+
+  get address (): RemoteAddress { return this.endpoint.address }
+
+  async close (): Promise<void> {
+    clearInterval(this.sweep)
+    if (this.saveTimer !== undefined) clearTimeout(this.saveTimer)
+    await this.endpoint.close()
+    await this.flush()
+  }
+
+  /** Writes the state now if it changed since the last write. */
+  async flush (): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      const version = this.registry.version
+      if (version === this.savedVersion) return
+      await this.store.save(this.registry.snapshot())
+      this.savedVersion = version
+    }).catch((err: unknown) => this.logger.error({ err }, 'could not write tracker database'))
+    await this.saving
+  }
+
+  private scheduleSave (): void {
+    if (this.saveTimer !== undefined || this.registry.version === this.savedVersion) return
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined
+      void this.flush()
+    }, TRACKER_DB_FLUSH_MS)
+  }
+
+  private prune (): void {
+    const gone = this.registry.prune()
+    if (gone.length === 0) return
+    this.stats.pruned += gone.length
+    for (const id of gone) this.logger.info({ event: 'prune', nodeId: id }, 'node pruned after missed heartbeats')
+    this.scheduleSave()
+  }
+
+  private reply (to: RemoteAddress, msg: TrackerReply): void {
+    this.endpoint.send(encode(msg), to)
+  }
+
+  private handle (msg: TrackerRequest, from: RemoteAddress): void {
+    const kind = MessageType[msg.type]
+    this.stats.requests[kind] = (this.stats.requests[kind] ?? 0) + 1
+    const { host, port } = from
+    try {
+      switch (msg.type) {
+        case MessageType.Register: {
+          const { known } = this.registry.register(msg.nodeId, host, port)
+          if (!known) this.logger.info({ event: 'join', nodeId: msg.nodeId, host, port }, 'node joined')
+          this.reply(from, { type: MessageType.RegisterAck, txid: msg.txid, heartbeatMs: this.heartbeatMs, known })
+          break
+        }
+        case MessageType.Own:
+          this.registry.own(msg.nodeId, host, port, msg.file)
+          this.logger.info({ event: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex') }, 'node owns file')
+          this.reply(from, { type: MessageType.Ack, txid: msg.txid })
+          break
+        case MessageType.Need: {
+          const result = this.registry.need(msg.nodeId, host, port, msg.name, this.maxOwners)
+          this.logger.info({ event: 'need', nodeId: msg.nodeId, file: msg.name, owners: result.owners.length, variants: result.variants }, 'owners requested')
+          if (result.variants > 1) this.logger.warn({ file: msg.name, variants: result.variants }, 'one name maps to several contents')
+          this.reply(from, { type: MessageType.NeedReply, txid: msg.txid, ...result })
+          break
+        }
+        case MessageType.Update: {
+          const credited = this.registry.update(msg.nodeId, host, port, msg.contentHash, msg.received)
+          this.logger.info({ event: 'update', nodeId: msg.nodeId, credited, entries: msg.received.length }, 'upload credit reported')
+          this.reply(from, { type: MessageType.Ack, txid: msg.txid })
+          break
+        }
+        case MessageType.Exit:
+          this.registry.exit(msg.nodeId, host, port)
+          this.logger.info({ event: 'exit', nodeId: msg.nodeId }, 'node exited')
+          this.reply(from, { type: MessageType.Ack, txid: msg.txid })
+          break
+      }
+    } catch (err) {
+      if (!(err instanceof RegistryError)) throw err
+      this.stats.errors[err.code] = (this.stats.errors[err.code] ?? 0) + 1
+      this.logger.warn({ event: 'refused', type: kind, nodeId: msg.nodeId, from, code: err.code }, err.message)
+      this.reply(from, { type: MessageType.Error, txid: msg.txid, code: ERROR_CODES[err.code], text: err.message })
+    }
+    this.scheduleSave()
+  }
+}

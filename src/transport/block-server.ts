@@ -1,0 +1,94 @@
+import type { Logger } from 'pino'
+import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, type RequestMsg, type Stream } from '../messages/index.js'
+import type { Endpoint, RemoteAddress } from './endpoint.js'
+
+/** Bytes a node is willing to serve under one content hash. */
+export interface ServedResource {
+  size: number
+  read: (offset: number, length: number) => Promise<Buffer>
+}
+
+export interface BlockSource {
+  open: (contentHash: Buffer, stream: Stream) => ServedResource | undefined
+}
+
+export interface BlockServerInit {
+  endpoint: Endpoint
+  source: BlockSource
+  /** Reads in progress at once; requests beyond it are dropped and the requester retries. */
+  maxReadsInFlight: number
+  logger?: Logger
+  onServed?: (to: RemoteAddress, stream: Stream, bytes: number) => void
+}
+
+export interface BlockServerStats {
+  requests: number
+  rejected: number
+  dropped: number
+  readErrors: number
+  datagramsSent: number
+  bytesSent: number
+}
+
+/**
+ * Answers data requests. It keeps no per-downloader state: every request carries what is needed to
+ * answer it, is checked against the resource's bounds, and is answered with one datagram per block
+ * of exactly the size the requester asked for.
+ */
+export class BlockServer {
+  readonly stats: BlockServerStats = { requests: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
+  private readsInFlight = 0
+
+  constructor (private readonly init: BlockServerInit) {
+    init.endpoint.onPeerRequest = (msg, from) => this.onRequest(msg, from)
+  }
+
+  private reject (msg: RequestMsg, to: RemoteAddress, reason: RejectReason): void {
+    this.stats.rejected++
+    this.init.endpoint.send(encode({ type: MessageType.Reject, txid: msg.txid, reason }), to)
+  }
+
+  private onRequest (msg: RequestMsg, from: RemoteAddress): void {
+    this.stats.requests++
+    const resource = this.init.source.open(msg.contentHash, msg.stream)
+    if (resource === undefined) {
+      this.reject(msg, from, RejectReason.UnknownContent)
+      return
+    }
+    if (msg.offset + msg.length > resource.size) {
+      this.reject(msg, from, RejectReason.OutOfRange)
+      return
+    }
+    if (this.readsInFlight >= this.init.maxReadsInFlight) {
+      this.stats.dropped++
+      return
+    }
+    this.readsInFlight++
+    resource.read(msg.offset, msg.length).then((data) => {
+      this.readsInFlight--
+      this.sendData(msg, from, data)
+    }, (err: unknown) => {
+      this.readsInFlight--
+      this.stats.readErrors++
+      this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
+      this.reject(msg, from, RejectReason.UnknownContent)
+    })
+  }
+
+  private sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer): void {
+    const payloadBytes = msg.datagramBytes - DATA_HEADER_BYTES
+    const { endpoint } = this.init
+    try {
+      for (let at = 0; at < data.length; at += payloadBytes) {
+        const chunk = data.subarray(at, Math.min(at + payloadBytes, data.length))
+        endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
+        this.stats.datagramsSent++
+        this.stats.bytesSent += chunk.length
+      }
+    } catch (err) {
+      this.init.logger?.debug({ err }, 'send to peer failed')
+      return
+    }
+    this.init.onServed?.(to, msg.stream, data.length)
+  }
+}

@@ -1,0 +1,205 @@
+import dgram from 'node:dgram'
+import { isIPv6 } from 'node:net'
+import type { Logger } from 'pino'
+import { DEFAULT_SOCKET_BUFFER_BYTES, MALFORMED_LOG_INTERVAL_MS } from '../../configs.js'
+import {
+  MessageType, tryDecode,
+  type DataMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest
+} from '../messages/index.js'
+import { TransportClosedError } from './errors.js'
+
+export interface RemoteAddress { host: string, port: number }
+
+/** Something that may drop, delay or duplicate inbound datagrams (tests and the simulator). */
+export interface DatagramFilter {
+  push: (datagram: Buffer, deliver: (d: Buffer) => void) => void
+  close: () => void
+}
+
+export interface EndpointInit {
+  host?: string
+  port?: number
+  socketBufferBytes?: number
+  logger?: Logger
+  /** Applied to every inbound datagram not from `filterExempt` (e.g. the tracker). */
+  inboundFilter?: DatagramFilter
+  filterExempt?: RemoteAddress
+}
+
+export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg, from: RemoteAddress) => void
+
+export interface EndpointStats {
+  datagramsIn: number
+  datagramsOut: number
+  bytesIn: number
+  bytesOut: number
+  malformed: number
+  malformedByCause: Partial<Record<MalformedCause, number>>
+  /** Replies whose txid matched nothing pending (late, duplicated or forged). */
+  unsolicited: number
+  sendErrors: number
+}
+
+/**
+ * One UDP socket and the dispatch of what arrives on it: requests go to the role's handlers,
+ * replies go to whoever registered their transaction id. Malformed datagrams are counted, logged
+ * at a bounded rate and dropped; no handler exception escapes the socket loop.
+ */
+export class Endpoint {
+  onTrackerRequest: ((msg: TrackerRequest, from: RemoteAddress, size: number) => void) | undefined
+  onPeerRequest: ((msg: RequestMsg, from: RemoteAddress) => void) | undefined
+
+  readonly stats: EndpointStats = {
+    datagramsIn: 0, datagramsOut: 0, bytesIn: 0, bytesOut: 0, malformed: 0, malformedByCause: {}, unsolicited: 0, sendErrors: 0
+  }
+
+  private readonly pending = new Map<number, ReplyHandler>()
+  private nextTxid = (Math.random() * 0xffffffff) >>> 0
+  private closed = false
+  private lastMalformedLog = 0
+  private suppressedMalformed = 0
+
+  private constructor (
+    private readonly socket: dgram.Socket,
+    private readonly logger: Logger | undefined,
+    private readonly filter: DatagramFilter | undefined,
+    private readonly filterExempt: RemoteAddress | undefined
+  ) {}
+
+  static async open (init: EndpointInit = {}): Promise<Endpoint> {
+    const host = init.host ?? '0.0.0.0'
+    const socket = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false })
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind(init.port ?? 0, host, () => {
+        socket.off('error', reject)
+        resolve()
+      })
+    })
+    const bufferBytes = init.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES
+    try {
+      socket.setRecvBufferSize(bufferBytes)
+      socket.setSendBufferSize(bufferBytes)
+    } catch (err) {
+      init.logger?.warn({ err, bufferBytes }, 'could not size socket buffers')
+    }
+    const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt)
+    socket.on('message', (buf, rinfo) => ep.receive(buf, { host: rinfo.address, port: rinfo.port }))
+    socket.on('error', (err) => ep.logger?.warn({ err }, 'socket error'))
+    return ep
+  }
+
+  get address (): RemoteAddress {
+    const a = this.socket.address()
+    return { host: a.address, port: a.port }
+  }
+
+  /** Reserves a transaction id and routes replies carrying it to `handler` until released. */
+  register (handler: ReplyHandler): number {
+    for (;;) {
+      const txid = this.nextTxid
+      this.nextTxid = (this.nextTxid + 1) >>> 0
+      if (!this.pending.has(txid)) {
+        this.pending.set(txid, handler)
+        return txid
+      }
+    }
+  }
+
+  release (txid: number): void {
+    this.pending.delete(txid)
+  }
+
+  send (data: Buffer | Buffer[], to: RemoteAddress): void {
+    if (this.closed) throw new TransportClosedError('endpoint is closed')
+    const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.length
+    this.stats.datagramsOut++
+    this.stats.bytesOut += bytes
+    this.socket.send(data, to.port, to.host, (err) => {
+      if (err != null) {
+        this.stats.sendErrors++
+        this.logger?.debug({ err, to }, 'send failed')
+      }
+    })
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.filter?.close()
+    this.pending.clear()
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()))
+  }
+
+  private receive (buf: Buffer, from: RemoteAddress): void {
+    if (this.closed) return
+    const exempt = this.filterExempt !== undefined && sameAddress(from, this.filterExempt)
+    if (this.filter !== undefined && !exempt) {
+      this.filter.push(buf, (d) => this.dispatch(d, from))
+    } else {
+      this.dispatch(buf, from)
+    }
+  }
+
+  private dispatch (buf: Buffer, from: RemoteAddress): void {
+    if (this.closed) return
+    this.stats.datagramsIn++
+    this.stats.bytesIn += buf.length
+    const decoded = tryDecode(buf)
+    if (!decoded.ok) {
+      this.countMalformed(decoded.error.reason, decoded.error.message, from)
+      return
+    }
+    try {
+      this.route(decoded.msg, from, buf.length)
+    } catch (err) {
+      // A handler bug must not take the socket down; it is logged loudly instead.
+      this.logger?.error({ err, type: decoded.msg.type, from }, 'handler threw; datagram dropped')
+    }
+  }
+
+  private route (msg: Message, from: RemoteAddress, size: number): void {
+    switch (msg.type) {
+      case MessageType.Request:
+        this.onPeerRequest?.(msg, from)
+        return
+      case MessageType.Register:
+      case MessageType.Own:
+      case MessageType.Need:
+      case MessageType.Update:
+      case MessageType.Exit:
+        this.onTrackerRequest?.(msg, from, size)
+        return
+      default: {
+        const handler = this.pending.get(msg.txid)
+        if (handler === undefined) {
+          this.stats.unsolicited++
+          return
+        }
+        handler(msg, from)
+      }
+    }
+  }
+
+  private countMalformed (cause: MalformedCause, detail: string, from: RemoteAddress): void {
+    this.stats.malformed++
+    this.stats.malformedByCause[cause] = (this.stats.malformedByCause[cause] ?? 0) + 1
+    const now = Date.now()
+    if (now - this.lastMalformedLog >= MALFORMED_LOG_INTERVAL_MS) {
+      this.logger?.warn({ cause, detail, from, suppressed: this.suppressedMalformed, total: this.stats.malformed }, 'malformed datagram dropped')
+      this.lastMalformedLog = now
+      this.suppressedMalformed = 0
+    } else {
+      this.suppressedMalformed++
+    }
+  }
+}
+
+export function sameAddress (a: RemoteAddress, b: RemoteAddress): boolean {
+  return a.port === b.port && normaliseHost(a.host) === normaliseHost(b.host)
+}
+
+/** IPv4-mapped IPv6 ("::ffff:1.2.3.4") and its IPv4 form are the same peer. */
+function normaliseHost (host: string): string {
+  return host.startsWith('::ffff:') ? host.slice(7) : host
+}

@@ -1,0 +1,388 @@
+import type { Logger } from 'pino'
+import {
+  DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, PEER_IDLE_TIMEOUT_MS
+} from '../../configs.js'
+import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type RejectMsg, type Stream } from '../messages/index.js'
+import { NewReno, type CongestionController } from './congestion.js'
+import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
+import { abortError, PeerRejectedError, PeerTimeoutError, TransportClosedError } from './errors.js'
+import { RttEstimator, type RttEstimatorInit } from './rtt.js'
+
+export interface PeerLinkInit {
+  endpoint: Endpoint
+  remote: RemoteAddress
+  /** Size of the data datagrams asked of the owner, header included. */
+  datagramBytes?: number
+  congestion?: CongestionController
+  rtt?: RttEstimatorInit
+  /** Nothing heard from the owner for this long, with requests outstanding: the link fails. */
+  idleTimeoutMs?: number
+  logger?: Logger
+}
+
+export interface FetchInit {
+  contentHash: Buffer
+  stream: Stream
+  offset: number
+  length: number
+  /** Called once for every block of the range, in arrival order, never twice for the same bytes. */
+  onData: (offset: number, payload: Buffer) => void
+  signal?: AbortSignal
+}
+
+/** What libudx exposes per stream, plus counters that explain where bytes went. */
+export interface PeerLinkStats {
+  srttMs: number | undefined
+  rttVarMs: number
+  minRttMs: number | undefined
+  rtoMs: number
+  cwnd: number
+  inflight: number
+  datagramBytes: number
+  requestsSent: number
+  datagramsReceived: number
+  bytesReceived: number
+  /** Datagrams re-requested after being declared lost. */
+  retransmits: number
+  timeouts: number
+  /** Data that arrived twice (a late original after its retransmission). */
+  duplicates: number
+  /** Data for an offset or size that was not asked for, or from the wrong address. */
+  unexpected: number
+}
+
+const WAITING = 0
+const RECEIVED = 1
+const LOST = 2
+
+interface Fetch {
+  init: FetchInit
+  blockCount: number
+  received: Uint8Array
+  receivedCount: number
+  nextFresh: number
+  retransmit: number[]
+  txids: number[]
+  resolve: () => void
+  reject: (err: Error) => void
+  onAbort: () => void
+}
+
+interface Request {
+  txid: number
+  fetch: Fetch
+  firstBlock: number
+  state: Uint8Array
+  waiting: number
+  highestSeen: number
+  lossScanFrom: number
+  sentAt: number
+  lastActivity: number
+  sampled: boolean
+  open: boolean
+}
+
+/**
+ * Receiver-driven reliable delivery from one owner. The owner keeps no state: it answers each
+ * REQUEST with the data datagrams for that range. This side keeps the window of outstanding
+ * datagrams (congestion control), the RTT estimate, and re-requests exactly the blocks that were
+ * declared lost. Several fetches may share one link; earlier fetches are served first so pieces
+ * complete in order and memory stays bounded.
+ */
+export class PeerLink {
+  readonly remote: RemoteAddress
+  readonly rtt: RttEstimator
+  readonly cc: CongestionController
+  readonly datagramBytes: number
+  private readonly payloadBytes: number
+  private readonly endpoint: Endpoint
+  private readonly idleTimeoutMs: number
+  private readonly logger: Logger | undefined
+
+  private readonly fetches: Fetch[] = []
+  private readonly byTxid = new Map<number, Request>()
+  private readonly open: Request[] = []
+  private inflight = 0
+  private lastHeard = 0
+  private timer: NodeJS.Timeout | undefined
+  private timerAt = Infinity
+  private closed = false
+  private readonly counters = {
+    requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0
+  }
+
+  constructor (init: PeerLinkInit) {
+    this.endpoint = init.endpoint
+    this.remote = init.remote
+    this.datagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
+    this.payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
+    this.cc = init.congestion ?? new NewReno()
+    this.rtt = new RttEstimator(init.rtt)
+    this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
+    this.logger = init.logger
+  }
+
+  get stats (): PeerLinkStats {
+    return {
+      srttMs: this.rtt.srtt,
+      rttVarMs: this.rtt.rttvar,
+      minRttMs: this.rtt.minRtt,
+      rtoMs: this.rtt.rto,
+      cwnd: this.cc.cwnd,
+      inflight: this.inflight,
+      datagramBytes: this.datagramBytes,
+      ...this.counters
+    }
+  }
+
+  /** Resolves once every byte of the range has been handed to onData. */
+  async fetch (init: FetchInit): Promise<void> {
+    if (this.closed) throw new TransportClosedError('link is closed')
+    if (init.signal?.aborted === true) throw abortError(init.signal)
+    if (init.length === 0) return
+    await new Promise<void>((resolve, reject) => {
+      const blockCount = Math.ceil(init.length / this.payloadBytes)
+      const fetch: Fetch = {
+        init,
+        blockCount,
+        received: new Uint8Array(blockCount),
+        receivedCount: 0,
+        nextFresh: 0,
+        retransmit: [],
+        txids: [],
+        resolve,
+        reject,
+        onAbort: () => this.endFetch(fetch, abortError(init.signal as AbortSignal))
+      }
+      init.signal?.addEventListener('abort', fetch.onAbort, { once: true })
+      // The idle clock starts when the link starts waiting, not at the last reply of an old fetch.
+      if (this.fetches.length === 0) this.lastHeard = performance.now()
+      this.fetches.push(fetch)
+      this.pump()
+    })
+  }
+
+  close (): void {
+    if (this.closed) return
+    for (const f of [...this.fetches]) this.endFetch(f, new TransportClosedError('link closed'))
+    this.closed = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+  }
+
+  /** Sends requests while the congestion window has room. */
+  private pump (): void {
+    if (this.closed) return
+    for (const fetch of this.fetches) {
+      for (;;) {
+        const room = this.cc.cwnd - this.inflight
+        if (room <= 0) return
+        const run = this.takeRun(fetch, Math.min(room, MAX_DATAGRAMS_PER_REQUEST))
+        if (run === undefined) break
+        this.sendRequest(fetch, run.first, run.count)
+      }
+    }
+  }
+
+  /** The next contiguous run of blocks to ask for: retransmissions first, then fresh blocks. */
+  private takeRun (fetch: Fetch, max: number): { first: number, count: number } | undefined {
+    const rt = fetch.retransmit
+    while (rt.length > 0 && fetch.received[rt[0] as number] === 1) rt.shift()
+    if (rt.length > 0) {
+      rt.sort((a, b) => a - b)
+      const first = rt.shift() as number
+      let count = 1
+      while (count < max && rt.length > 0 && rt[0] === first + count) {
+        rt.shift()
+        count++
+      }
+      return { first, count }
+    }
+    if (fetch.nextFresh >= fetch.blockCount) return undefined
+    const first = fetch.nextFresh
+    const count = Math.min(max, fetch.blockCount - first)
+    fetch.nextFresh += count
+    return { first, count }
+  }
+
+  private blockLength (fetch: Fetch, block: number): number {
+    return Math.min(this.payloadBytes, fetch.init.length - block * this.payloadBytes)
+  }
+
+  private sendRequest (fetch: Fetch, firstBlock: number, count: number): void {
+    const now = performance.now()
+    const req: Request = {
+      txid: 0,
+      fetch,
+      firstBlock,
+      state: new Uint8Array(count),
+      waiting: count,
+      highestSeen: -1,
+      lossScanFrom: 0,
+      sentAt: now,
+      lastActivity: now,
+      sampled: false,
+      open: true
+    }
+    req.txid = this.endpoint.register((msg, from) => this.onReply(req, msg as DataMsg | RejectMsg, from))
+    fetch.txids.push(req.txid)
+    this.byTxid.set(req.txid, req)
+    this.open.push(req)
+    this.inflight += count
+    let length = 0
+    for (let b = firstBlock; b < firstBlock + count; b++) length += this.blockLength(fetch, b)
+    this.counters.requestsSent++
+    this.endpoint.send(encode({
+      type: MessageType.Request,
+      txid: req.txid,
+      contentHash: fetch.init.contentHash,
+      stream: fetch.init.stream,
+      offset: fetch.init.offset + firstBlock * this.payloadBytes,
+      length,
+      datagramBytes: this.datagramBytes
+    }), this.remote)
+    this.armTimer(now + this.rtt.rto)
+  }
+
+  private onReply (req: Request, msg: DataMsg | RejectMsg, from: RemoteAddress): void {
+    if (!sameAddress(from, this.remote)) {
+      this.counters.unexpected++
+      return
+    }
+    const now = performance.now()
+    this.lastHeard = now
+    const fetch = req.fetch
+    if (msg.type === MessageType.Reject) {
+      this.endFetch(fetch, new PeerRejectedError(`owner ${from.host}:${from.port} refused: ${RejectReason[msg.reason] ?? msg.reason}`, msg.reason))
+      return
+    }
+    if (msg.type !== MessageType.Data) return
+    const rel = msg.offset - fetch.init.offset
+    const block = rel / this.payloadBytes
+    const i = block - req.firstBlock
+    if (msg.stream !== fetch.init.stream || !Number.isInteger(block) || i < 0 || i >= req.state.length ||
+        msg.payload.length !== this.blockLength(fetch, block)) {
+      this.counters.unexpected++
+      return
+    }
+    this.counters.datagramsReceived++
+    if (!req.sampled) {
+      req.sampled = true
+      this.rtt.sample(now - req.sentAt)
+    }
+    req.lastActivity = now
+    if (req.state[i] === WAITING) {
+      req.waiting--
+      this.inflight--
+    }
+    req.state[i] = RECEIVED
+    if (fetch.received[block] === 1) {
+      this.counters.duplicates++
+    } else {
+      fetch.received[block] = 1
+      fetch.receivedCount++
+      this.counters.bytesReceived += msg.payload.length
+      this.cc.onDelivered(1, now)
+      fetch.init.onData(msg.offset, msg.payload)
+    }
+    // RFC 9002 packet threshold: an owner sends a response in offset order, so a block still
+    // missing well below the highest one seen was lost rather than reordered.
+    if (i > req.highestSeen) {
+      req.highestSeen = i
+      const limit = i - LOSS_REORDER_THRESHOLD
+      for (let j = req.lossScanFrom; j <= limit; j++) {
+        if (req.state[j] === WAITING) this.markLost(req, j, now)
+      }
+      if (limit + 1 > req.lossScanFrom) req.lossScanFrom = limit + 1
+    }
+    if (req.waiting === 0) this.closeRequest(req)
+    if (fetch.receivedCount === fetch.blockCount) {
+      this.endFetch(fetch)
+      return
+    }
+    this.pump()
+  }
+
+  private markLost (req: Request, i: number, now: number): void {
+    req.state[i] = LOST
+    req.waiting--
+    this.inflight--
+    const block = req.firstBlock + i
+    if (req.fetch.received[block] === 0) {
+      req.fetch.retransmit.push(block)
+      this.counters.retransmits++
+    }
+    this.cc.onLoss(req.sentAt, now)
+  }
+
+  private closeRequest (req: Request): void {
+    if (!req.open) return
+    req.open = false
+    const at = this.open.indexOf(req)
+    if (at >= 0) this.open.splice(at, 1)
+  }
+
+  private endFetch (fetch: Fetch, err?: Error): void {
+    const at = this.fetches.indexOf(fetch)
+    if (at < 0) return
+    this.fetches.splice(at, 1)
+    fetch.init.signal?.removeEventListener('abort', fetch.onAbort)
+    for (const txid of fetch.txids) {
+      const req = this.byTxid.get(txid)
+      if (req !== undefined) {
+        this.inflight -= req.waiting
+        req.waiting = 0
+        this.closeRequest(req)
+        this.byTxid.delete(txid)
+      }
+      this.endpoint.release(txid)
+    }
+    if (err === undefined) fetch.resolve()
+    else fetch.reject(err)
+    this.pump()
+  }
+
+  private armTimer (at: number): void {
+    if (this.closed || at >= this.timerAt) return
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timerAt = at
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, at - performance.now()))
+  }
+
+  /** Requests with nothing new for an RTO lose their missing blocks; a silent owner fails the link. */
+  private onTimer (): void {
+    this.timer = undefined
+    this.timerAt = Infinity
+    if (this.closed || this.open.length === 0) return
+    const now = performance.now()
+    if (now - this.lastHeard >= this.idleTimeoutMs) {
+      const err = new PeerTimeoutError(`owner ${this.remote.host}:${this.remote.port} sent nothing for ${Math.round(now - this.lastHeard)} ms`)
+      this.logger?.debug({ remote: this.remote }, err.message)
+      for (const f of [...this.fetches]) this.endFetch(f, err)
+      return
+    }
+    const rto = this.rtt.rto
+    let expiredSilent = false
+    let next = Infinity
+    for (const req of [...this.open]) {
+      if (now - req.lastActivity >= rto) {
+        if (!req.sampled) expiredSilent = true
+        for (let j = 0; j < req.state.length; j++) {
+          if (req.state[j] === WAITING) this.markLost(req, j, now)
+        }
+        this.closeRequest(req)
+      } else {
+        next = Math.min(next, req.lastActivity + rto)
+      }
+    }
+    if (expiredSilent) {
+      // Nothing at all came back for a whole request: RFC 6298 §5.5 backoff, and a smaller window.
+      this.counters.timeouts++
+      this.rtt.backoff()
+      this.cc.onTimeout(now)
+    }
+    this.pump()
+    if (next < Infinity) this.armTimer(next)
+    // Keep checking for an idle owner while we wait on it, even when every request was retired.
+    if (this.open.length > 0) this.armTimer(Math.min(this.timerAt, now + this.rtt.rto))
+  }
+}
