@@ -61,7 +61,7 @@ await yargs(hideBin(process.argv))
     .option('send', { type: 'string', array: true, default: [] as string[], describe: 'share this file at start (repeatable)' })
     .option('download', { type: 'string', array: true, default: [] as string[], describe: 'download this file at start (repeatable)' })
     .option('exit-when-done', { type: 'boolean', default: false, describe: 'exit 0 once every --download verified, non-zero if one failed' })
-    .option('no-owner-timeout', { type: 'number', default: DOWNLOAD_NO_OWNER_TIMEOUT_MS / 1000, describe: 'seconds a download waits with no live owner before it fails' })
+    .option('owner-timeout', { type: 'number', default: DOWNLOAD_NO_OWNER_TIMEOUT_MS / 1000, describe: 'seconds a download waits with no live owner before it fails' })
     .option('progress-interval', { type: 'number', describe: 'milliseconds between progress updates (default: 200 on a TTY, 2000 otherwise)' })
     .option('datagram-bytes', { type: 'number', hidden: true, describe: 'data datagram size' })
     .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' }),
@@ -84,7 +84,7 @@ await yargs(hideBin(process.argv))
       logLevel: argv['log-level'],
       impair: argv.impair,
       datagramBytes,
-      noOwnerTimeoutMs: argv['no-owner-timeout'] * 1000,
+      noOwnerTimeoutMs: argv['owner-timeout'] * 1000,
       progressIntervalMs: argv['progress-interval']
     })
   })
