@@ -162,7 +162,10 @@ export class Download {
       seconds: (performance.now() - started) / 1000,
       resumedPieces
     }
-    logger.info(result, 'download complete')
+    logger.info({
+      ...result,
+      owners: this.progress.owners.map((o) => ({ nodeId: o.nodeId, state: o.state, bytes: o.bytes, failures: o.failures, ...o.link }))
+    }, 'download complete')
     return result
   }
 

@@ -169,18 +169,29 @@ export class PeerLink {
     if (this.timer !== undefined) clearTimeout(this.timer)
   }
 
-  /** Sends requests while the congestion window has room. */
+  /**
+   * Sends requests while the congestion window has room. A request waits until the room is worth
+   * a batch (a quarter window, up to a full request): asking for each freed slot on its own would
+   * turn every arriving datagram into a one-block request (silly window syndrome).
+   */
   private pump (): void {
     if (this.closed) return
+    const cwnd = this.cc.cwnd
+    const batch = Math.max(1, Math.min(MAX_DATAGRAMS_PER_REQUEST, Math.floor(cwnd / 4)))
     for (const fetch of this.fetches) {
       for (;;) {
-        const room = this.cc.cwnd - this.inflight
+        const room = cwnd - this.inflight
         if (room <= 0) return
+        if (room < batch && this.inflight > 0 && room < this.blocksLeftToRequest(fetch)) return
         const run = this.takeRun(fetch, Math.min(room, MAX_DATAGRAMS_PER_REQUEST))
         if (run === undefined) break
         this.sendRequest(fetch, run.first, run.count)
       }
     }
+  }
+
+  private blocksLeftToRequest (fetch: Fetch): number {
+    return fetch.retransmit.length + fetch.blockCount - fetch.nextFresh
   }
 
   /** The next contiguous run of blocks to ask for: retransmissions first, then fresh blocks. */
