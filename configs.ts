@@ -82,7 +82,7 @@ export const MAX_OWNER_FAILURES = 3
 /** How long a download with no usable owner keeps asking the tracker before it fails. */
 export const DOWNLOAD_NO_OWNER_TIMEOUT_MS = 20_000
 /** Verified pieces held in memory per owner while their blocks arrive (bounds memory). */
-export const PIECES_IN_FLIGHT_PER_OWNER = 8
+export const PIECES_IN_FLIGHT_PER_OWNER = 16
 /** Persist the verified-pieces bitfield at most this often during a download. */
 export const RESUME_STATE_FLUSH_MS = 250
 
@@ -95,3 +95,21 @@ export const PROGRESS_INTERVAL_TTY_MS = 200
 export const PROGRESS_INTERVAL_PLAIN_MS = 2_000
 /** Malformed datagrams are counted always but logged at most this often. */
 export const MALFORMED_LOG_INTERVAL_MS = 1_000
+
+// ---- congestion control (delay-based; see src/transport/congestion.ts) --------------------------
+/** 'ledbat' tells random loss from congestion by queueing delay; 'newreno' treats every loss as congestion. */
+export const DEFAULT_CONGESTION_CONTROL: 'ledbat' | 'newreno' = 'ledbat'
+/** Queueing delay the controller aims for: at least this... */
+export const LEDBAT_MIN_TARGET_MS = 5
+/** ...or this fraction of the base RTT, whichever is larger (long paths tolerate more queue). */
+export const LEDBAT_TARGET_RTT_FRACTION = 0.25
+/** Window gain per round trip at zero queueing delay, in datagrams (RFC 6817 GAIN = 1)... */
+export const LEDBAT_GAIN = 1
+/** ...or this fraction of the window, whichever is larger: +1 per RTT would take minutes to fill a fast path. */
+export const LEDBAT_PROPORTIONAL_GAIN = 1 / 8
+/** A loss with queueing delay above this fraction of the target is congestion; below, random loss. */
+export const LEDBAT_LOSS_DELAY_FRACTION = 0.5
+/** Multiplicative decrease on a congestion loss. */
+export const LEDBAT_LOSS_BETA = 0.7
+/** The base (propagation) RTT is the minimum over this long, so a route change is eventually seen. */
+export const LEDBAT_BASE_HISTORY_MS = 10_000

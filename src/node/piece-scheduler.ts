@@ -46,7 +46,7 @@ export class PieceScheduler {
   next (owner: number): number | undefined {
     const own = this.queues.get(owner)
     if (own === undefined) return undefined
-    const piece = this.takeFrom(own, 'front') ?? this.takeFrom(this.pool, 'front') ?? this.steal(owner) ?? this.duplicate(owner)
+    const piece = this.takeFrom(this.pool, 'front') ?? this.takeFrom(own, 'front') ?? this.steal(owner) ?? this.duplicate(owner)
     if (piece !== undefined) this.start(piece, owner)
     return piece
   }

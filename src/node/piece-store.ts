@@ -108,6 +108,8 @@ export class PieceStore {
   async finish (finalPath: string): Promise<void> {
     if (this.verified !== this.count) throw new Error(`cannot finish: ${this.count - this.verified} pieces missing`)
     this.cancelFlushTimer()
+    // A state write already under way must land before the state file is removed, not after.
+    await this.flushing.catch(() => {})
     await this.fh.sync()
     await this.fh.close()
     await rename(this.init.partPath, finalPath)

@@ -11,9 +11,12 @@ export interface NodeRecord {
   host: string
   port: number
   lastSeen: number
-  /** Content hashes (hex) this node shares. */
+  /** Keys (see fileKey) of the files this node shares. */
   files: Set<string>
 }
+
+/** A file is a (content, name) pair: the same bytes under two names are two entries, each findable. */
+const fileKey = (file: FileIdentity): string => `${file.contentHash.toString('hex')}/${file.name}`
 
 interface FileRecord {
   identity: FileIdentity
@@ -43,7 +46,8 @@ export interface RegistrySnapshot {
 
 /**
  * The tracker's state and rules, with no I/O: who is alive, who owns what, and who has uploaded
- * the most. Files are keyed by content hash; a name that maps to two contents stays two files.
+ * the most. A file is its content hash plus its name: a name that maps to two contents stays two
+ * files (reported as variants, never merged), and one content under two names is found by either.
  */
 export class Registry {
   private readonly nodes = new Map<number, NodeRecord>()
@@ -96,7 +100,7 @@ export class Registry {
 
   /** Records `node` as an owner of `file`; false when it already was. */
   private addOwner (node: NodeRecord, file: FileIdentity): boolean {
-    const key = file.contentHash.toString('hex')
+    const key = fileKey(file)
     let rec = this.files.get(key)
     if (rec === undefined) {
       rec = { identity: file, owners: new Set() }
@@ -145,11 +149,17 @@ export class Registry {
    */
   update (id: number, host: string, port: number, contentHash: Buffer, received: Array<{ ownerId: number, bytes: number }>): number {
     this.sender(id, host, port)
-    const rec = this.files.get(contentHash.toString('hex'))
+    const hex = contentHash.toString('hex')
+    const rec = [...this.files.entries()].find(([key]) => key.startsWith(`${hex}/`))?.[1]
     if (rec === undefined) throw new RegistryError('not-found', 'unknown content')
+    // Entries for one owner are summed before the cap, so repeating an entry gains nothing.
+    const perOwner = new Map<number, number>()
+    for (const { ownerId, bytes } of received) perOwner.set(ownerId, (perOwner.get(ownerId) ?? 0) + bytes)
     let credited = 0
-    for (const { ownerId, bytes } of received) {
-      if (ownerId === id || !rec.owners.has(ownerId)) continue
+    for (const [ownerId, bytes] of perOwner) {
+      const owner = this.nodes.get(ownerId)
+      const ownsContent = owner !== undefined && [...owner.files].some((key) => key.startsWith(`${hex}/`))
+      if (ownerId === id || !ownsContent) continue
       const amount = Math.min(bytes, rec.identity.size)
       this.credit.set(ownerId, this.creditOf(ownerId) + amount)
       credited += amount
@@ -196,8 +206,8 @@ export class Registry {
     return {
       version: 1,
       nodes: [...this.nodes.values()].map((n) => ({ id: n.id, host: n.host, port: n.port, files: [...n.files] })),
-      files: [...this.files.entries()].map(([key, r]) => ({
-        name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: key, owners: [...r.owners]
+      files: [...this.files.values()].map((r) => ({
+        name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners]
       })),
       credit: [...this.credit.entries()]
     }

@@ -38,6 +38,7 @@ export interface BlockServerStats {
 export class BlockServer {
   readonly stats: BlockServerStats = { requests: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
   private readsInFlight = 0
+  private readonly sendOrder = new Map<string, Promise<void>>()
 
   constructor (private readonly init: BlockServerInit) {
     init.endpoint.onPeerRequest = (msg, from) => this.onRequest(msg, from)
@@ -64,15 +65,22 @@ export class BlockServer {
       return
     }
     this.readsInFlight++
-    resource.read(msg.offset, msg.length).then((data) => {
-      this.readsInFlight--
+    const read = resource.read(msg.offset, msg.length)
+    // Reads run in parallel but answers leave in request order: the requester's loss detection
+    // relies on an owner answering in order (RFC 9002's time threshold).
+    const key = `${from.host}:${from.port}`
+    const previous = this.sendOrder.get(key) ?? Promise.resolve()
+    const sent = previous.then(async () => await read).then((data) => {
       this.sendData(msg, from, data)
     }, (err: unknown) => {
-      this.readsInFlight--
       this.stats.readErrors++
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
       this.reject(msg, from, RejectReason.UnknownContent)
+    }).finally(() => {
+      this.readsInFlight--
+      if (this.sendOrder.get(key) === sent) this.sendOrder.delete(key)
     })
+    this.sendOrder.set(key, sent)
   }
 
   private sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer): void {

@@ -1,4 +1,7 @@
-import { INITIAL_CWND_DATAGRAMS, MAX_CWND_DATAGRAMS, MIN_CWND_DATAGRAMS } from '../../configs.js'
+import {
+  INITIAL_CWND_DATAGRAMS, LEDBAT_BASE_HISTORY_MS, LEDBAT_GAIN, LEDBAT_LOSS_BETA, LEDBAT_LOSS_DELAY_FRACTION,
+  LEDBAT_MIN_TARGET_MS, LEDBAT_PROPORTIONAL_GAIN, LEDBAT_TARGET_RTT_FRACTION, MAX_CWND_DATAGRAMS, MIN_CWND_DATAGRAMS
+} from '../../configs.js'
 
 /**
  * Sizes the window of datagrams a receiver keeps outstanding towards one owner. The fetcher calls
@@ -9,6 +12,8 @@ export interface CongestionController {
   readonly cwnd: number
   readonly name: string
   onDelivered: (datagrams: number, now: number) => void
+  /** An RTT sample (ms) taken at `now`; delay-based controllers use it, others ignore it. */
+  onRttSample: (rttMs: number, now: number) => void
   /** Datagrams from a request sent at `sentAt` were declared lost. */
   onLoss: (sentAt: number, now: number) => void
   /** A request timed out with nothing at all arriving. */
@@ -42,6 +47,8 @@ export class NewReno implements CongestionController {
 
   get cwnd (): number { return Math.floor(this.window) }
 
+  onRttSample (): void {}
+
   onDelivered (datagrams: number): void {
     if (this.window < this.ssthresh) this.window += datagrams
     else this.window += datagrams / this.window
@@ -60,4 +67,128 @@ export class NewReno implements CongestionController {
     this.ssthresh = Math.max(this.min, this.window / 2)
     this.window = this.min
   }
+}
+
+export interface LedbatInit extends NewRenoInit {
+  minTargetMs?: number
+  targetRttFraction?: number
+  gain?: number
+  baseHistoryMs?: number
+}
+
+/**
+ * Delay-based control in the manner of LEDBAT (RFC 6817), made to tell random loss from congestion.
+ * Queueing delay is the smallest RTT seen in the last round trip minus the base RTT (the minimum over
+ * a sliding history). Below the target the window grows (exponentially until the first sign of
+ * queueing, then in proportion to how far below target it is); above it, the window shrinks in
+ * proportion. A loss cuts the window only when it comes with queueing delay: a loss on an empty
+ * queue is noise on the path, and retransmitting it is all it needs. That is what keeps goodput on
+ * a link with 5 % random loss, where loss-based AIMD collapses to a handful of datagrams.
+ */
+export class Ledbat implements CongestionController {
+  readonly name = 'ledbat'
+  private window: number
+  private slowStart = true
+  private readonly min: number
+  private readonly max: number
+  private readonly minTarget: number
+  private readonly targetFraction: number
+  private readonly gain: number
+  private readonly historyMs: number
+  /** Per-history-slot minima of RTT, oldest first: a base that can rise again after a route change. */
+  private readonly baseSlots: Array<{ start: number, min: number }> = []
+  /** Minimum RTT within the current round trip, and when that round trip started. */
+  private roundMin = Infinity
+  private roundStart = 0
+  private lastRoundMin = Infinity
+  private lastReduction = -Infinity
+  private ssthresh = Infinity
+
+  constructor (init: LedbatInit = {}) {
+    this.window = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
+    this.min = init.minCwnd ?? MIN_CWND_DATAGRAMS
+    this.max = init.maxCwnd ?? MAX_CWND_DATAGRAMS
+    this.minTarget = init.minTargetMs ?? LEDBAT_MIN_TARGET_MS
+    this.targetFraction = init.targetRttFraction ?? LEDBAT_TARGET_RTT_FRACTION
+    this.gain = init.gain ?? LEDBAT_GAIN
+    this.historyMs = init.baseHistoryMs ?? LEDBAT_BASE_HISTORY_MS
+  }
+
+  get cwnd (): number { return Math.floor(this.window) }
+
+  get baseRtt (): number {
+    let m = Infinity
+    for (const s of this.baseSlots) m = Math.min(m, s.min)
+    return m
+  }
+
+  /** Current queueing delay estimate in ms (0 until there are samples). */
+  get queueDelay (): number {
+    const base = this.baseRtt
+    const current = Math.min(this.lastRoundMin, this.roundMin)
+    return Number.isFinite(base) && Number.isFinite(current) ? Math.max(0, current - base) : 0
+  }
+
+  get target (): number {
+    const base = this.baseRtt
+    return Math.max(this.minTarget, Number.isFinite(base) ? base * this.targetFraction : 0)
+  }
+
+  onRttSample (rttMs: number, now: number): void {
+    const slotMs = this.historyMs / 10
+    const last = this.baseSlots[this.baseSlots.length - 1]
+    if (last === undefined || now - last.start >= slotMs) {
+      this.baseSlots.push({ start: now, min: rttMs })
+      while (this.baseSlots.length > 10) this.baseSlots.shift()
+    } else {
+      last.min = Math.min(last.min, rttMs)
+    }
+    // A "round" lasts one RTT: its minimum filters out the jitter of individual samples.
+    const roundLength = Math.max(this.lastRoundMin === Infinity ? rttMs : this.lastRoundMin, 1)
+    if (now - this.roundStart >= roundLength) {
+      this.lastRoundMin = this.roundMin === Infinity ? rttMs : this.roundMin
+      this.roundMin = rttMs
+      this.roundStart = now
+    } else {
+      this.roundMin = Math.min(this.roundMin, rttMs)
+    }
+  }
+
+  onDelivered (datagrams: number): void {
+    const target = this.target
+    const offTarget = (target - this.queueDelay) / target // 1 with an empty queue, negative above target
+    if (this.slowStart) {
+      if (offTarget > 0.5 && this.window < this.ssthresh) {
+        this.window += datagrams
+      } else {
+        this.slowStart = false
+      }
+    } else {
+      // Per round trip (a window's worth of deliveries): max(GAIN, window/8) × offTarget datagrams.
+      const perRtt = Math.max(this.gain, this.window * LEDBAT_PROPORTIONAL_GAIN)
+      this.window += (perRtt * offTarget * datagrams) / this.window
+    }
+    this.window = Math.min(this.max, Math.max(this.min, this.window))
+  }
+
+  onLoss (sentAt: number, now: number): void {
+    // Random loss on an empty queue: not congestion.
+    if (this.queueDelay < LEDBAT_LOSS_DELAY_FRACTION * this.target) return
+    if (sentAt <= this.lastReduction) return // same congestion event
+    this.lastReduction = now
+    this.slowStart = false
+    this.window = Math.max(this.min, this.window * LEDBAT_LOSS_BETA)
+  }
+
+  onTimeout (now: number): void {
+    // The link went silent: start small, then slow-start back to half of where it was (RFC 5681 §3.1).
+    this.lastReduction = now
+    this.ssthresh = Math.max(this.min, this.window / 2)
+    this.slowStart = true
+    this.window = this.min
+  }
+}
+
+export function createCongestionController (name: 'ledbat' | 'newreno'): CongestionController {
+  return name === 'ledbat' ? new Ledbat() : new NewReno()
 }

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino'
 import {
-  DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, PEER_IDLE_TIMEOUT_MS
+  DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, PEER_IDLE_TIMEOUT_MS
 } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type RejectMsg, type Stream } from '../messages/index.js'
-import { NewReno, type CongestionController } from './congestion.js'
+import { createCongestionController, type CongestionController } from './congestion.js'
 import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
 import { abortError, PeerRejectedError, PeerTimeoutError, TransportClosedError } from './errors.js'
 import { RttEstimator, type RttEstimatorInit } from './rtt.js'
@@ -116,7 +116,7 @@ export class PeerLink {
     this.remote = init.remote
     this.datagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
     this.payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
-    this.cc = init.congestion ?? new NewReno()
+    this.cc = init.congestion ?? createCongestionController(DEFAULT_CONGESTION_CONTROL)
     this.rtt = new RttEstimator(init.rtt)
     this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
     this.logger = init.logger
@@ -279,6 +279,7 @@ export class PeerLink {
     if (!req.sampled) {
       req.sampled = true
       this.rtt.sample(now - req.sentAt)
+      this.cc.onRttSample(now - req.sentAt, now)
     }
     req.lastActivity = now
     if (req.state[i] === WAITING) {
@@ -305,12 +306,33 @@ export class PeerLink {
       }
       if (limit + 1 > req.lossScanFrom) req.lossScanFrom = limit + 1
     }
+    this.detectLossBefore(req, now)
     if (req.waiting === 0) this.closeRequest(req)
     if (fetch.receivedCount === fetch.blockCount) {
       this.endFetch(fetch)
       return
     }
     this.pump()
+  }
+
+  /**
+   * RFC 9002 time threshold across requests: the owner answers requests in order, so once data of
+   * a later request arrives, an earlier one that has been quiet for 9/8 RTT lost whatever it still
+   * misses, its tail included, without waiting for a full RTO.
+   */
+  private detectLossBefore (req: Request, now: number): void {
+    if (this.open[0] === req || this.open[0] === undefined) return
+    const threshold = LOSS_TIME_THRESHOLD * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
+    for (const earlier of [...this.open]) {
+      if (earlier === req) break
+      // Only a response already under way: one not yet begun may just be queued behind a disk read.
+      if (earlier.sampled && earlier.sentAt < req.sentAt && now - earlier.lastActivity > threshold) {
+        for (let j = 0; j < earlier.state.length; j++) {
+          if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
+        }
+        this.closeRequest(earlier)
+      }
+    }
   }
 
   private markLost (req: Request, i: number, now: number): void {
@@ -375,14 +397,18 @@ export class PeerLink {
     let expiredSilent = false
     let next = Infinity
     for (const req of [...this.open]) {
-      if (now - req.lastActivity >= rto) {
-        if (!req.sampled) expiredSilent = true
+      // Owners answer in order, so a response not yet begun is waiting its turn while the link is
+      // busy: its clock runs from the last datagram heard on the link, not from when it was sent.
+      const since = req.sampled ? req.lastActivity : Math.max(req.lastActivity, this.lastHeard)
+      if (now - since >= rto) {
+        // Only a peer that sent nothing at all since this request is a timeout; otherwise it is loss.
+        if (this.lastHeard <= req.sentAt) expiredSilent = true
         for (let j = 0; j < req.state.length; j++) {
           if (req.state[j] === WAITING) this.markLost(req, j, now)
         }
         this.closeRequest(req)
       } else {
-        next = Math.min(next, req.lastActivity + rto)
+        next = Math.min(next, since + rto)
       }
     }
     if (expiredSilent) {
