@@ -113,3 +113,21 @@ export const LEDBAT_LOSS_DELAY_FRACTION = 0.5
 export const LEDBAT_LOSS_BETA = 0.7
 /** The base (propagation) RTT is the minimum over this long, so a route change is eventually seen. */
 export const LEDBAT_BASE_HISTORY_MS = 10_000
+
+// ---- datagram size probing (RFC 8899 style) ----------------------------------------------------
+/** Sizes tried above the 1200-byte base, smallest first; each must arrive before the next is tried. */
+export const DATAGRAM_PROBE_LADDER = [1472, 4096, 8192, 16384, 32768, 65000]
+/** Datagrams delivered at the current size before probing the next one. */
+export const PROBE_AFTER_DATAGRAMS = 32
+/** RFC 8899 MAX_PROBES: a size that fails this many probes is above the path's limit. */
+export const MAX_PROBES = 3
+/** Node cannot set DF, so IPv4 datagrams above the interface MTU are fragmented and lose more: off-link paths are capped at Ethernet's 1500 minus IP+UDP headers. */
+export const DEFAULT_OFF_LINK_MAX_DATAGRAM_BYTES = 1472
+
+// ---- pacing and rate limits --------------------------------------------------------------------
+/** Requests are paced at this multiple of cwnd/srtt (RFC 9002 §7.7 suggests 1.25). */
+export const PACING_GAIN = 1.25
+/** Pacing lets this much time's worth of sending go at once: timers have ~1 ms granularity. */
+export const PACING_BURST_MS = 2
+/** A rate limiter holds at most this much time's worth of queued sending before refusing more. */
+export const RATE_LIMIT_MAX_QUEUE_MS = 1_000

@@ -5,6 +5,7 @@ import {
   DEFAULT_BIND_HOST, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR
 } from '../configs.js'
 import { MIN_DATAGRAM_BYTES } from './messages/index.js'
+import { parseByteRate } from './transport/impairment.js'
 import { runNode } from './node/main.js'
 import { resolveHome } from './paths.js'
 import { runTracker } from './tracker/main.js'
@@ -24,6 +25,22 @@ function parseHostPort (value: string): { host: string, port: number } {
 function checkPort (port: number, flag: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${flag} must be a port number 0..65535`)
   return port
+}
+
+function checkDatagramBytes (value: number | undefined, flag: string): number | undefined {
+  if (value !== undefined && !(Number.isInteger(value) && value >= MIN_DATAGRAM_BYTES && value <= MAX_DATAGRAM_BYTES)) {
+    throw new UsageError(`${flag} must be ${MIN_DATAGRAM_BYTES}..${MAX_DATAGRAM_BYTES}`)
+  }
+  return value
+}
+
+function rate (value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  try {
+    return parseByteRate(value)
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`)
+  }
 }
 
 const common = <T>(y: Argv<T>) => y
@@ -62,15 +79,16 @@ await yargs(hideBin(process.argv))
     .option('download', { type: 'string', array: true, default: [] as string[], describe: 'download this file at start (repeatable)' })
     .option('exit-when-done', { type: 'boolean', default: false, describe: 'exit 0 once every --download verified, non-zero if one failed' })
     .option('owner-timeout', { type: 'number', default: DOWNLOAD_NO_OWNER_TIMEOUT_MS / 1000, describe: 'seconds a download waits with no live owner before it fails' })
+    .option('upload-limit', { type: 'string', describe: 'most bytes per second sent to peers, e.g. 5MB/s (default: unlimited)' })
+    .option('download-limit', { type: 'string', describe: 'most bytes per second asked of peers, e.g. 5MB/s (default: unlimited)' })
+    .option('max-datagram-bytes', { type: 'number', describe: 'largest data datagram to probe for (default: per path, from the interface MTU)' })
     .option('progress-interval', { type: 'number', describe: 'milliseconds between progress updates (default: 200 on a TTY, 2000 otherwise)' })
     .option('datagram-bytes', { type: 'number', hidden: true, describe: 'data datagram size' })
     .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' }),
   async (argv) => {
     if (!Number.isInteger(argv.id) || argv.id < 0 || argv.id > 0xffffffff) throw new UsageError('--id must be a whole number 0..4294967295')
-    const datagramBytes = argv['datagram-bytes']
-    if (datagramBytes !== undefined && !(datagramBytes >= MIN_DATAGRAM_BYTES && datagramBytes <= MAX_DATAGRAM_BYTES)) {
-      throw new UsageError(`--datagram-bytes must be ${MIN_DATAGRAM_BYTES}..${MAX_DATAGRAM_BYTES}`)
-    }
+    const datagramBytes = checkDatagramBytes(argv['datagram-bytes'], '--datagram-bytes')
+    const maxDatagramBytes = checkDatagramBytes(argv['max-datagram-bytes'], '--max-datagram-bytes')
     await runNode({
       id: argv.id,
       home: resolveHome(argv.home),
@@ -84,6 +102,9 @@ await yargs(hideBin(process.argv))
       logLevel: argv['log-level'],
       impair: argv.impair,
       datagramBytes,
+      maxDatagramBytes,
+      uploadLimit: rate(argv['upload-limit'], '--upload-limit'),
+      downloadLimit: rate(argv['download-limit'], '--download-limit'),
       noOwnerTimeoutMs: argv['owner-timeout'] * 1000,
       progressIntervalMs: argv['progress-interval']
     })

@@ -22,6 +22,9 @@ export interface NodeMainInit {
   logLevel: string
   impair?: string
   datagramBytes?: number
+  maxDatagramBytes?: number
+  uploadLimit?: number
+  downloadLimit?: number
   noOwnerTimeoutMs?: number
   progressIntervalMs?: number
 }
@@ -41,6 +44,9 @@ export async function runNode (init: NodeMainInit): Promise<void> {
     port: init.port,
     heartbeatMs: init.heartbeatMs,
     datagramBytes: init.datagramBytes,
+    maxDatagramBytes: init.maxDatagramBytes,
+    uploadLimit: init.uploadLimit,
+    downloadLimit: init.downloadLimit,
     noOwnerTimeoutMs: init.noOwnerTimeoutMs,
     inboundFilter: init.impair !== undefined ? new Impairment(parseImpairment(init.impair)) : undefined,
     logger

@@ -1,11 +1,13 @@
 import { setMaxListeners } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import type { Logger } from 'pino'
-import { DEFAULT_DATAGRAM_BYTES, MAX_OPEN_SERVE_HANDLES } from '../../configs.js'
+import { DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_OPEN_SERVE_HANDLES } from '../../configs.js'
 import { checkFileName, Stream, type OwnerEntry } from '../messages/index.js'
 import { BlockServer } from '../transport/block-server.js'
 import { Endpoint, type DatagramFilter, type RemoteAddress } from '../transport/endpoint.js'
+import { pathDatagramCap } from '../transport/path-mtu.js'
 import { PeerLink } from '../transport/peer-link.js'
+import { limiterBurst, TokenBucket } from '../transport/token-bucket.js'
 import { Download, type DownloadProgress, type DownloadResult } from './download.js'
 import { Library, type SharedFile } from './library.js'
 import { TrackerClient } from './tracker-client.js'
@@ -19,6 +21,11 @@ export interface NodeInit {
   port?: number
   heartbeatMs?: number
   datagramBytes?: number
+  /** Cap for datagram-size probing; default: per path (see pathDatagramCap). */
+  maxDatagramBytes?: number
+  /** Bytes per second this node may send to peers / ask of peers; unlimited when absent. */
+  uploadLimit?: number
+  downloadLimit?: number
   noOwnerTimeoutMs?: number
   /** Impairs inbound peer datagrams (tests, simulator); the tracker's are exempt. */
   inboundFilter?: DatagramFilter
@@ -43,6 +50,7 @@ export interface NodeStatus {
 export class UdpTorrentNode {
   private readonly downloads = new Map<string, { download: Download, abort: AbortController, done: Promise<DownloadResult> }>()
   private readonly links = new Map<string, PeerLink>()
+  private readonly downloadLimiter: TokenBucket | undefined
   private stopping = false
 
   private constructor (
@@ -51,7 +59,9 @@ export class UdpTorrentNode {
     readonly library: Library,
     readonly server: BlockServer,
     readonly tracker: TrackerClient
-  ) {}
+  ) {
+    this.downloadLimiter = init.downloadLimit === undefined ? undefined : new TokenBucket(init.downloadLimit, limiterBurst(init.downloadLimit, MAX_DATAGRAMS_PER_REQUEST * DEFAULT_DATAGRAM_BYTES))
+  }
 
   static async start (init: NodeInit): Promise<UdpTorrentNode> {
     await mkdir(init.dir, { recursive: true })
@@ -63,6 +73,7 @@ export class UdpTorrentNode {
       endpoint,
       source: library,
       maxReadsInFlight: MAX_OPEN_SERVE_HANDLES,
+      uploadLimiter: init.uploadLimit === undefined ? undefined : new TokenBucket(init.uploadLimit, limiterBurst(init.uploadLimit, MAX_DATAGRAMS_PER_REQUEST * DEFAULT_DATAGRAM_BYTES)),
       logger: init.logger,
       onServed: (to, stream, bytes) => {
         if (stream === Stream.Content) init.logger.debug({ to, bytes }, 'served')
@@ -160,7 +171,8 @@ export class UdpTorrentNode {
     for (const link of this.links.values()) link.close()
     await this.library.close()
     await this.endpoint.close()
-    this.init.logger.info({ nodeId: this.init.id }, 'node stopped')
+    const served = this.server.stats
+    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped } }, 'node stopped')
   }
 
   private async announceAll (): Promise<void> {
@@ -177,6 +189,8 @@ export class UdpTorrentNode {
         endpoint: this.endpoint,
         remote: { host: owner.host, port: owner.port },
         datagramBytes: this.init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+        maxDatagramBytes: this.init.maxDatagramBytes ?? pathDatagramCap(owner.host),
+        downloadLimiter: this.downloadLimiter,
         logger: this.init.logger
       })
       this.links.set(key, link)

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino'
 import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, type RequestMsg, type Stream } from '../messages/index.js'
+import { RATE_LIMIT_MAX_QUEUE_MS } from '../../configs.js'
 import type { Endpoint, RemoteAddress } from './endpoint.js'
+import type { TokenBucket } from './token-bucket.js'
 
 /** Bytes a node is willing to serve under one content hash. */
 export interface ServedResource {
@@ -17,6 +19,8 @@ export interface BlockServerInit {
   source: BlockSource
   /** Reads in progress at once; requests beyond it are dropped and the requester retries. */
   maxReadsInFlight: number
+  /** The node's upload rate limit; answers wait for it, and past a second's worth of backlog requests are dropped. */
+  uploadLimiter?: TokenBucket
   logger?: Logger
   onServed?: (to: RemoteAddress, stream: Stream, bytes: number) => void
 }
@@ -38,6 +42,7 @@ export interface BlockServerStats {
 export class BlockServer {
   readonly stats: BlockServerStats = { requests: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
   private readsInFlight = 0
+  private queuedBytes = 0
   private readonly sendOrder = new Map<string, Promise<void>>()
 
   constructor (private readonly init: BlockServerInit) {
@@ -60,17 +65,25 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.OutOfRange)
       return
     }
-    if (this.readsInFlight >= this.init.maxReadsInFlight) {
+    const limiter = this.init.uploadLimiter
+    if (this.readsInFlight >= this.init.maxReadsInFlight ||
+        (limiter !== undefined && ((this.queuedBytes + msg.length) / limiter.bytesPerSecond) * 1000 > RATE_LIMIT_MAX_QUEUE_MS)) {
       this.stats.dropped++
       return
     }
+    this.queuedBytes += msg.length
     this.readsInFlight++
     const read = resource.read(msg.offset, msg.length)
     // Reads run in parallel but answers leave in request order: the requester's loss detection
     // relies on an owner answering in order (RFC 9002's time threshold).
     const key = `${from.host}:${from.port}`
     const previous = this.sendOrder.get(key) ?? Promise.resolve()
-    const sent = previous.then(async () => await read).then((data) => {
+    const sent = previous.then(async () => await read).then(async (data) => {
+      if (limiter !== undefined) {
+        const wait = limiter.delayFor(data.length)
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+        limiter.take(data.length)
+      }
       this.sendData(msg, from, data)
     }, (err: unknown) => {
       this.stats.readErrors++
@@ -78,6 +91,7 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.UnknownContent)
     }).finally(() => {
       this.readsInFlight--
+      this.queuedBytes -= msg.length
       if (this.sendOrder.get(key) === sent) this.sendOrder.delete(key)
     })
     this.sendOrder.set(key, sent)

@@ -110,6 +110,13 @@ function parseDuration (item: string, value: string): number {
   return ms
 }
 
+/** "10MB/s" → 10_000_000 bytes per second; the same units as the rate= key of a spec. */
+export function parseByteRate (value: string): number {
+  const rate = parseBytes('rate', value, true)
+  if (rate <= 0) throw new ImpairmentSpecError(`rate must be positive, got "${value}"`)
+  return rate
+}
+
 function parseBytes (item: string, value: string, perSecond: boolean): number {
   const { n, unit } = splitValue(item, value)
   let base = unit

@@ -1,18 +1,24 @@
 import type { Logger } from 'pino'
 import {
-  DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, PEER_IDLE_TIMEOUT_MS
+  DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD,
+  MAX_DATAGRAMS_PER_REQUEST, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
 } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type RejectMsg, type Stream } from '../messages/index.js'
 import { createCongestionController, type CongestionController } from './congestion.js'
 import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
 import { abortError, PeerRejectedError, PeerTimeoutError, TransportClosedError } from './errors.js'
 import { RttEstimator, type RttEstimatorInit } from './rtt.js'
+import { TokenBucket } from './token-bucket.js'
 
 export interface PeerLinkInit {
   endpoint: Endpoint
   remote: RemoteAddress
-  /** Size of the data datagrams asked of the owner, header included. */
+  /** Size of the data datagrams asked of the owner at first, header included. */
   datagramBytes?: number
+  /** The largest datagram worth probing for on this path (see pathDatagramCap). Equal to datagramBytes: no probing. */
+  maxDatagramBytes?: number
+  /** Shared by every link of a node: its download rate limit. */
+  downloadLimiter?: TokenBucket
   congestion?: CongestionController
   rtt?: RttEstimatorInit
   /** Nothing heard from the owner for this long, with requests outstanding: the link fails. */
@@ -38,7 +44,9 @@ export interface PeerLinkStats {
   rtoMs: number
   cwnd: number
   inflight: number
+  /** The datagram size new fetches use (grows as probes succeed). */
   datagramBytes: number
+  probesSent: number
   requestsSent: number
   datagramsReceived: number
   bytesReceived: number
@@ -57,6 +65,9 @@ const LOST = 2
 
 interface Fetch {
   init: FetchInit
+  /** Fixed for the fetch's life, so block boundaries never move under it. */
+  datagramBytes: number
+  payloadBytes: number
   blockCount: number
   received: Uint8Array
   receivedCount: number
@@ -93,8 +104,14 @@ export class PeerLink {
   readonly remote: RemoteAddress
   readonly rtt: RttEstimator
   readonly cc: CongestionController
-  readonly datagramBytes: number
-  private readonly payloadBytes: number
+  private datagramBytes: number
+  private readonly baseDatagramBytes: number
+  private readonly probeLadder: number[]
+  private probe: { size: number, txid: number, sentAt: number, attempts: number } | undefined
+  private deliveredSinceProbe = 0
+  private readonly pacer: TokenBucket
+  private readonly downloadLimiter: TokenBucket | undefined
+  private pumpTimer: NodeJS.Timeout | undefined
   private readonly endpoint: Endpoint
   private readonly idleTimeoutMs: number
   private readonly logger: Logger | undefined
@@ -108,14 +125,19 @@ export class PeerLink {
   private timerAt = Infinity
   private closed = false
   private readonly counters = {
-    requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0
+    requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0, probesSent: 0
   }
 
   constructor (init: PeerLinkInit) {
     this.endpoint = init.endpoint
     this.remote = init.remote
     this.datagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
-    this.payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
+    this.baseDatagramBytes = this.datagramBytes
+    const cap = init.maxDatagramBytes ?? this.datagramBytes
+    this.probeLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.datagramBytes && size <= cap)
+    this.downloadLimiter = init.downloadLimiter
+    // Refreshed from cwnd/srtt as samples come in; until then it does not hold anything back.
+    this.pacer = new TokenBucket(Number.MAX_SAFE_INTEGER / 4, Number.MAX_SAFE_INTEGER / 4)
     this.cc = init.congestion ?? createCongestionController(DEFAULT_CONGESTION_CONTROL)
     this.rtt = new RttEstimator(init.rtt)
     this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
@@ -141,9 +163,12 @@ export class PeerLink {
     if (init.signal?.aborted === true) throw abortError(init.signal)
     if (init.length === 0) return
     await new Promise<void>((resolve, reject) => {
-      const blockCount = Math.ceil(init.length / this.payloadBytes)
+      const payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
+      const blockCount = Math.ceil(init.length / payloadBytes)
       const fetch: Fetch = {
         init,
+        datagramBytes: this.datagramBytes,
+        payloadBytes,
         blockCount,
         received: new Uint8Array(blockCount),
         receivedCount: 0,
@@ -167,6 +192,8 @@ export class PeerLink {
     for (const f of [...this.fetches]) this.endFetch(f, new TransportClosedError('link closed'))
     this.closed = true
     if (this.timer !== undefined) clearTimeout(this.timer)
+    if (this.pumpTimer !== undefined) clearTimeout(this.pumpTimer)
+    if (this.probe !== undefined) this.endpoint.release(this.probe.txid)
   }
 
   /**
@@ -175,7 +202,7 @@ export class PeerLink {
    * turn every arriving datagram into a one-block request (silly window syndrome).
    */
   private pump (): void {
-    if (this.closed) return
+    if (this.closed || this.pumpTimer !== undefined) return
     const cwnd = this.cc.cwnd
     const batch = Math.max(1, Math.min(MAX_DATAGRAMS_PER_REQUEST, Math.floor(cwnd / 4)))
     for (const fetch of this.fetches) {
@@ -183,11 +210,32 @@ export class PeerLink {
         const room = cwnd - this.inflight
         if (room <= 0) return
         if (room < batch && this.inflight > 0 && room < this.blocksLeftToRequest(fetch)) return
+        if (this.blocksLeftToRequest(fetch) === 0) break
+        const wait = this.sendDelay(Math.min(room, batch) * fetch.payloadBytes)
+        if (wait > 0) {
+          this.pumpTimer = setTimeout(() => { this.pumpTimer = undefined; this.pump() }, Math.max(1, wait))
+          return
+        }
         const run = this.takeRun(fetch, Math.min(room, MAX_DATAGRAMS_PER_REQUEST))
         if (run === undefined) break
         this.sendRequest(fetch, run.first, run.count)
       }
     }
+  }
+
+  /** How long the pacer and the node's download limit want the next request of `bytes` held back. */
+  private sendDelay (bytes: number): number {
+    return Math.max(this.pacer.delayFor(bytes), this.downloadLimiter?.delayFor(bytes) ?? 0)
+  }
+
+  /** Pacing rate: the window spread over one RTT, with headroom (RFC 9002 §7.7). */
+  private updatePacer (): void {
+    const srtt = this.rtt.srtt
+    if (srtt === undefined || srtt <= 0) return
+    const windowBytes = this.cc.cwnd * this.datagramBytes
+    const rate = (PACING_GAIN * windowBytes) / (srtt / 1000)
+    // At most half a window at once, and at least what the timer granularity needs to keep up.
+    this.pacer.setRate(rate, Math.max((rate * PACING_BURST_MS) / 1000, windowBytes / 2))
   }
 
   private blocksLeftToRequest (fetch: Fetch): number {
@@ -216,7 +264,7 @@ export class PeerLink {
   }
 
   private blockLength (fetch: Fetch, block: number): number {
-    return Math.min(this.payloadBytes, fetch.init.length - block * this.payloadBytes)
+    return Math.min(fetch.payloadBytes, fetch.init.length - block * fetch.payloadBytes)
   }
 
   private sendRequest (fetch: Fetch, firstBlock: number, count: number): void {
@@ -242,14 +290,16 @@ export class PeerLink {
     let length = 0
     for (let b = firstBlock; b < firstBlock + count; b++) length += this.blockLength(fetch, b)
     this.counters.requestsSent++
+    this.pacer.take(length)
+    this.downloadLimiter?.take(length)
     this.endpoint.send(encode({
       type: MessageType.Request,
       txid: req.txid,
       contentHash: fetch.init.contentHash,
       stream: fetch.init.stream,
-      offset: fetch.init.offset + firstBlock * this.payloadBytes,
+      offset: fetch.init.offset + firstBlock * fetch.payloadBytes,
       length,
-      datagramBytes: this.datagramBytes
+      datagramBytes: fetch.datagramBytes
     }), this.remote)
     this.armTimer(now + this.rtt.rto)
   }
@@ -268,7 +318,7 @@ export class PeerLink {
     }
     if (msg.type !== MessageType.Data) return
     const rel = msg.offset - fetch.init.offset
-    const block = rel / this.payloadBytes
+    const block = rel / fetch.payloadBytes
     const i = block - req.firstBlock
     if (msg.stream !== fetch.init.stream || !Number.isInteger(block) || i < 0 || i >= req.state.length ||
         msg.payload.length !== this.blockLength(fetch, block)) {
@@ -280,6 +330,7 @@ export class PeerLink {
       req.sampled = true
       this.rtt.sample(now - req.sentAt)
       this.cc.onRttSample(now - req.sentAt, now)
+      this.updatePacer()
     }
     req.lastActivity = now
     if (req.state[i] === WAITING) {
@@ -293,8 +344,10 @@ export class PeerLink {
       fetch.received[block] = 1
       fetch.receivedCount++
       this.counters.bytesReceived += msg.payload.length
+      this.deliveredSinceProbe++
       this.cc.onDelivered(1, now)
       fetch.init.onData(msg.offset, msg.payload)
+      this.maybeProbe()
     }
     // RFC 9002 packet threshold: an owner sends a response in offset order, so a block still
     // missing well below the highest one seen was lost rather than reordered.
@@ -381,12 +434,62 @@ export class PeerLink {
     this.timer = setTimeout(() => this.onTimer(), Math.max(1, at - performance.now()))
   }
 
+  /**
+   * RFC 8899-style probing: once the current size has been delivering, ask for one datagram of
+   * the next size up the ladder. If it arrives, new fetches use that size; after MAX_PROBES
+   * losses the search stops there. Probes ride outside the congestion window (one datagram).
+   */
+  private maybeProbe (): void {
+    const size = this.probeLadder[0]
+    if (size === undefined || this.probe !== undefined || this.deliveredSinceProbe < PROBE_AFTER_DATAGRAMS) return
+    const payload = size - DATA_HEADER_BYTES
+    const fetch = this.fetches.find((f) => f.init.length >= payload)
+    if (fetch === undefined) return
+    this.sendProbe(fetch, size, 1)
+  }
+
+  private sendProbe (fetch: Fetch, size: number, attempt: number): void {
+    const payload = size - DATA_HEADER_BYTES
+    const txid = this.endpoint.register((msg, from) => {
+      if (!sameAddress(from, this.remote) || msg.type !== MessageType.Data || msg.payload.length !== payload) return
+      this.endpoint.release(txid)
+      this.probe = undefined
+      this.probeLadder.shift()
+      this.datagramBytes = size
+      this.deliveredSinceProbe = 0
+      this.logger?.debug({ remote: this.remote, datagramBytes: size }, 'larger datagrams confirmed on this path')
+    })
+    const now = performance.now()
+    this.probe = { size, txid, sentAt: now, attempts: attempt }
+    this.counters.probesSent++
+    this.endpoint.send(encode({
+      type: MessageType.Request, txid, contentHash: fetch.init.contentHash, stream: fetch.init.stream,
+      offset: fetch.init.offset, length: payload, datagramBytes: size
+    }), this.remote)
+    this.armTimer(now + 2 * this.rtt.rto)
+  }
+
+  private checkProbe (now: number): void {
+    const probe = this.probe
+    if (probe === undefined || now - probe.sentAt < 2 * this.rtt.rto) return
+    this.endpoint.release(probe.txid)
+    this.probe = undefined
+    const fetch = this.fetches.find((f) => f.init.length >= probe.size - DATA_HEADER_BYTES)
+    if (probe.attempts < MAX_PROBES && fetch !== undefined) {
+      this.sendProbe(fetch, probe.size, probe.attempts + 1)
+    } else if (probe.attempts >= MAX_PROBES) {
+      this.probeLadder.length = 0 // this size is above the path's limit, and so is every larger one
+    }
+  }
+
   /** Requests with nothing new for an RTO lose their missing blocks; a silent owner fails the link. */
   private onTimer (): void {
     this.timer = undefined
     this.timerAt = Infinity
-    if (this.closed || this.open.length === 0) return
+    if (this.closed) return
     const now = performance.now()
+    this.checkProbe(now)
+    if (this.open.length === 0) return
     if (now - this.lastHeard >= this.idleTimeoutMs) {
       const err = new PeerTimeoutError(`owner ${this.remote.host}:${this.remote.port} sent nothing for ${Math.round(now - this.lastHeard)} ms`)
       this.logger?.debug({ remote: this.remote }, err.message)
@@ -416,6 +519,13 @@ export class PeerLink {
       this.counters.timeouts++
       this.rtt.backoff()
       this.cc.onTimeout(now)
+      // RFC 8899 black-hole detection: a path that went silent after a size increase may not carry
+      // that size any more; new fetches go back to the base size and probing stops.
+      if (this.datagramBytes > this.baseDatagramBytes) {
+        this.logger?.debug({ remote: this.remote, from: this.datagramBytes }, 'datagram size back to base after a timeout')
+        this.datagramBytes = this.baseDatagramBytes
+        this.probeLadder.length = 0
+      }
     }
     this.pump()
     if (next < Infinity) this.armTimer(next)
