@@ -131,3 +131,7 @@ export const PACING_GAIN = 1.25
 export const PACING_BURST_MS = 2
 /** A rate limiter holds at most this much time's worth of queued sending before refusing more. */
 export const RATE_LIMIT_MAX_QUEUE_MS = 1_000
+
+// ---- process -----------------------------------------------------------------------------------
+/** V8 young-generation cap (MB): see src/cli.ts for why a small one keeps memory flat. */
+export const V8_MAX_SEMI_SPACE_MB = 1

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { V8_MAX_SEMI_SPACE_MB } from '../../configs.js'
 
 /**
  * Starts udptorrent processes (the built CLI, exactly as a user runs it) and watches their output.
@@ -99,7 +100,10 @@ export class Proc {
   }
 }
 
-export function spawnCli (name: string, args: string[], stdin: 'pipe' | 'ignore' = 'ignore', nodeArgs: string[] = []): Proc {
+/** The node flags the bin's shebang gives; a direct `node cli.js` would miss them. */
+const NODE_ARGS = [`--max-semi-space-size=${V8_MAX_SEMI_SPACE_MB}`]
+
+export function spawnCli (name: string, args: string[], stdin: 'pipe' | 'ignore' = 'ignore', nodeArgs: string[] = NODE_ARGS): Proc {
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, UDPTORRENT_HOME: undefined } })
   return new Proc(name, child)
 }

@@ -32,6 +32,10 @@ export const peerCodecs = {
       if (datagramBytes < MIN_DATAGRAM_BYTES || datagramBytes > MAX_DATAGRAM_BYTES) {
         throw new MalformedMessageError('out-of-bounds', `datagram size ${datagramBytes}`)
       }
+      // One request, a bounded answer: small datagrams must not turn one request into thousands.
+      if (length > MAX_DATAGRAMS_PER_REQUEST * (datagramBytes - DATA_HEADER_BYTES)) {
+        throw new MalformedMessageError('out-of-bounds', `request of ${length} bytes needs more than ${MAX_DATAGRAMS_PER_REQUEST} datagrams of ${datagramBytes}`)
+      }
       return { type: MessageType.Request, txid, contentHash, stream, offset, length, datagramBytes }
     }
   },

@@ -179,6 +179,7 @@ export class Download {
     logger.info({
       ...result,
       phases,
+      memory: process.memoryUsage(),
       owners: this.progress.owners.map((o) => ({ nodeId: o.nodeId, state: o.state, bytes: o.bytes, failures: o.failures, ...o.link }))
     }, 'download complete')
     return result

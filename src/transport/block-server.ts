@@ -51,7 +51,12 @@ export class BlockServer {
 
   private reject (msg: RequestMsg, to: RemoteAddress, reason: RejectReason): void {
     this.stats.rejected++
-    this.init.endpoint.send(encode({ type: MessageType.Reject, txid: msg.txid, reason }), to)
+    try {
+      this.init.endpoint.send(encode({ type: MessageType.Reject, txid: msg.txid, reason }), to)
+    } catch (err) {
+      // Only a closed endpoint throws here; the requester times out on its own.
+      this.init.logger?.debug({ err }, 'could not send a reject')
+    }
   }
 
   private onRequest (msg: RequestMsg, from: RemoteAddress): void {

@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
-  HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES, MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE,
+  HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES, MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE,
   MAX_PIECES, MAX_UPDATE_ENTRIES, MIN_PIECE_SIZE, PART_SUFFIX
 } from '../../configs.js'
 import { BufferWriter } from '../../src/messages/buffer-codec.js'
@@ -207,14 +207,15 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
   }).map(r => ({ type: MessageType.NeedReply, ...r })),
   [MessageType.Error]: fc.record({ txid: u32, code: fc.constantFrom(...ERROR_CODES), text: errorTextArb })
     .map(r => ({ type: MessageType.Error, ...r })),
-  [MessageType.Request]: fc.record({
+  [MessageType.Request]: fc.integer({ min: MIN_DATAGRAM_BYTES, max: MAX_DATAGRAM_BYTES }).chain(datagramBytes => fc.record({
     txid: u32,
     contentHash: hashArb,
     stream: streamArb,
     offset: offsetArb,
-    length: fc.integer({ min: 1, max: MAX_REQUEST_BYTES }),
-    datagramBytes: fc.integer({ min: MIN_DATAGRAM_BYTES, max: MAX_DATAGRAM_BYTES })
-  }).map(r => ({ type: MessageType.Request, ...r })),
+    // A request is answered by at most MAX_DATAGRAMS_PER_REQUEST datagrams of the size it asks for.
+    length: fc.integer({ min: 1, max: MAX_DATAGRAMS_PER_REQUEST * (datagramBytes - DATA_HEADER_BYTES) }),
+    datagramBytes: fc.constant(datagramBytes)
+  })).map(r => ({ type: MessageType.Request, ...r })),
   [MessageType.Data]: fc.record({
     txid: u32,
     stream: streamArb,
@@ -543,8 +544,15 @@ describe('bounded numeric fields', () => {
     expectMalformed(requestDatagram({ length: 0 }), 'out-of-bounds')
     expectMalformed(requestDatagram({ length: MAX_REQUEST_BYTES + 1 }), 'out-of-bounds')
     expectMalformed(requestDatagram({ length: 0xffff_ffff }), 'out-of-bounds')
-    expect(decode(requestDatagram({ length: MAX_REQUEST_BYTES }))).toMatchObject({ length: MAX_REQUEST_BYTES })
+    expect(decode(requestDatagram({ length: MAX_REQUEST_BYTES, datagramBytes: MAX_DATAGRAM_BYTES }))).toMatchObject({ length: MAX_REQUEST_BYTES })
     expect(decode(requestDatagram({ length: 1 }))).toMatchObject({ length: 1 })
+  })
+
+  it('refuses a Request whose answer would take more than MAX_DATAGRAMS_PER_REQUEST datagrams (amplification)', () => {
+    const limit = (d: number): number => MAX_DATAGRAMS_PER_REQUEST * (d - DATA_HEADER_BYTES)
+    expect(decode(requestDatagram({ length: limit(1200), datagramBytes: 1200 }))).toMatchObject({ length: limit(1200) })
+    expectMalformed(requestDatagram({ length: limit(1200) + 1, datagramBytes: 1200 }), 'out-of-bounds')
+    expectMalformed(requestDatagram({ length: MAX_REQUEST_BYTES, datagramBytes: MIN_DATAGRAM_BYTES }), 'out-of-bounds')
   })
 
   it('refuses a Request datagram size outside MIN_DATAGRAM_BYTES..MAX_DATAGRAM_BYTES', () => {
