@@ -64,7 +64,9 @@ await yargs(hideBin(process.argv))
   .env('UDPTORRENT')
   .command('tracker', 'run the tracker (UDP)', (y) => common(y)
     .option('port', { type: 'number', default: DEFAULT_TRACKER_PORT, describe: 'UDP port (0 = ephemeral)' })
-    .option('max-owners', { type: 'number', describe: 'K: the most owners one NEED reply lists' }),
+    .option('max-owners', { type: 'number', describe: 'K: the most owners one NEED reply lists' })
+    .option('http', { type: 'number', describe: 'serve the live dashboard, /stats.json and /metrics on this TCP port (off by default)' })
+    .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'address the dashboard binds to' }),
   async (argv) => {
     await runTracker({
       home: resolveHome(argv.home),
@@ -72,7 +74,9 @@ await yargs(hideBin(process.argv))
       port: checkPort(argv.port, '--port'),
       heartbeatMs: heartbeatMs(argv.heartbeat),
       maxOwners: argv['max-owners'],
-      logLevel: argv['log-level']
+      logLevel: argv['log-level'],
+      httpPort: argv.http === undefined ? undefined : checkPort(argv.http, '--http'),
+      httpHost: argv['http-host']
     })
   })
   .command('node', 'run a node: share and download files', (y) => common(y)

@@ -40,6 +40,8 @@ export interface OwnerProgress {
   address: string
   state: OwnerState
   bytes: number
+  /** Verified bytes from this owner per second since the download started. */
+  goodputBytesPerSecond: number
   pieces: number
   failures: number
   link: PeerLinkStats
@@ -112,6 +114,7 @@ export class Download {
         address: `${o.entry.host}:${o.entry.port}`,
         state: o.state,
         bytes: o.bytes,
+        goodputBytesPerSecond: o.bytes / Math.max(1e-3, (Date.now() - this.startedAt) / 1000),
         pieces: o.pieces,
         failures: o.failures,
         link: o.link.stats
@@ -180,7 +183,9 @@ export class Download {
       ...result,
       phases,
       memory: process.memoryUsage(),
-      owners: this.progress.owners.map((o) => ({ nodeId: o.nodeId, state: o.state, bytes: o.bytes, failures: o.failures, ...o.link }))
+      owners: this.progress.owners.map((o) => ({
+        nodeId: o.nodeId, state: o.state, bytes: o.bytes, goodputBytesPerSecond: Math.round(o.bytes / Math.max(seconds, 1e-3)), failures: o.failures, ...o.link
+      }))
     }, 'download complete')
     return result
   }

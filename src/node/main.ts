@@ -160,7 +160,7 @@ function describeStatus (node: UdpTorrentNode, ui: ConsoleUi): string {
     `downloads (${s.downloads.length}):`,
     ...s.downloads.flatMap((d) => [
       `  ${ui.describe(d)}`,
-      ...d.owners.map((o) => `    owner ${o.nodeId} ${o.address} ${o.state} ${formatBytes(o.bytes)} rtt ${o.link.srttMs?.toFixed(2) ?? '-'} ms cwnd ${o.link.cwnd} inflight ${o.link.inflight} retransmits ${o.link.retransmits} datagram ${o.link.datagramBytes} B`)
+      ...d.owners.map((o) => `    owner ${o.nodeId} ${o.address} ${o.state} ${formatBytes(o.bytes)} goodput ${formatBytes(o.goodputBytesPerSecond)}/s rtt ${o.link.srttMs?.toFixed(2) ?? '-'} ms cwnd ${o.link.cwnd} inflight ${o.link.inflight} retransmits ${o.link.retransmits} datagram ${o.link.datagramBytes} B`)
     ]),
     `peers known: ${s.peers}; served ${s.served.requests} requests, ${formatBytes(s.served.bytes)}; malformed datagrams dropped: ${s.malformedDatagrams}`
   ]

@@ -8,6 +8,9 @@ export interface TrackerMainInit {
   heartbeatMs?: number
   maxOwners?: number
   logLevel: string
+  /** Port of the HTTP dashboard; off when absent. */
+  httpPort?: number
+  httpHost?: string
 }
 
 /** The `udptorrent tracker` process: serve until SIGINT/SIGTERM, then write the state and exit. */

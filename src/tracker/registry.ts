@@ -37,6 +37,13 @@ export class RegistryError extends Error {
   }
 }
 
+/** A read-only picture of the registry for observers (dashboard, stats). */
+export interface RegistryView {
+  nodes: Array<{ id: number, host: string, port: number, lastSeen: number, credit: number, files: number }>
+  /** Each file with its owners in the order NEED offers them (best credit first). */
+  files: Array<{ name: string, size: number, contentHash: string, owners: number[] }>
+}
+
 export interface RegistrySnapshot {
   version: 1
   nodes: Array<{ id: number, host: string, port: number, files: string[] }>
@@ -200,6 +207,16 @@ export class Registry {
     }
     this.nodes.delete(id)
     this.version++
+  }
+
+  view (): RegistryView {
+    const byCredit = (a: number, b: number): number => this.creditOf(b) - this.creditOf(a) || a - b
+    return {
+      nodes: [...this.nodes.values()].map((n) => ({ id: n.id, host: n.host, port: n.port, lastSeen: n.lastSeen, credit: this.creditOf(n.id), files: n.files.size })),
+      files: [...this.files.values()].map((r) => ({
+        name: r.identity.name, size: r.identity.size, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners].sort(byCredit)
+      }))
+    }
   }
 
   snapshot (): RegistrySnapshot {

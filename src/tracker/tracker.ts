@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import {
@@ -21,6 +22,15 @@ export interface TrackerInit {
   logger: Logger
 }
 
+/** What happened at the tracker, for observers such as the dashboard. */
+export type TrackerEvent =
+  | { type: 'join', nodeId: number, host: string, port: number, at: number }
+  | { type: 'own', nodeId: number, file: string, size: number, contentHash: string, at: number }
+  | { type: 'need', nodeId: number, file: string, owners: number, at: number }
+  | { type: 'update', nodeId: number, credited: number, at: number }
+  | { type: 'exit', nodeId: number, at: number }
+  | { type: 'prune', nodeId: number, at: number }
+
 export interface TrackerStats {
   requests: Partial<Record<string, number>>
   errors: Partial<Record<string, number>>
@@ -39,6 +49,8 @@ const ERROR_CODES: Record<RegistryError['code'], TrackerErrorCode> = {
  */
 export class Tracker {
   readonly stats: TrackerStats = { requests: {}, errors: {}, pruned: 0 }
+  /** Emits 'event' (TrackerEvent) after each change, and 'request' ({ type, ms, ok }) for every request handled. */
+  readonly events = new EventEmitter()
   private savedVersion = 0
   private saveTimer: NodeJS.Timeout | undefined
   private saving: Promise<void> = Promise.resolve()
@@ -105,8 +117,19 @@ export class Tracker {
     const gone = this.registry.prune()
     if (gone.length === 0) return
     this.stats.pruned += gone.length
-    for (const id of gone) this.logger.info({ event: 'prune', nodeId: id }, 'node pruned after missed heartbeats')
+    for (const id of gone) {
+      this.logger.info({ event: 'prune', nodeId: id }, 'node pruned after missed heartbeats')
+      this.emit({ type: 'prune', nodeId: id, at: Date.now() })
+    }
     this.scheduleSave()
+  }
+
+  private emit (event: TrackerEvent): void {
+    try {
+      this.events.emit('event', event)
+    } catch (err) {
+      this.logger.error({ err }, 'tracker event listener threw')
+    }
   }
 
   private reply (to: RemoteAddress, msg: TrackerReply): void {
@@ -117,22 +140,30 @@ export class Tracker {
     const kind = MessageType[msg.type]
     this.stats.requests[kind] = (this.stats.requests[kind] ?? 0) + 1
     const { host, port } = from
+    const started = performance.now()
+    let ok = true
+    const at = Date.now()
     try {
       switch (msg.type) {
         case MessageType.Register: {
           const { known } = this.registry.register(msg.nodeId, host, port)
-          if (!known) this.logger.info({ event: 'join', nodeId: msg.nodeId, host, port }, 'node joined')
+          if (!known) {
+            this.logger.info({ event: 'join', nodeId: msg.nodeId, host, port }, 'node joined')
+            this.emit({ type: 'join', nodeId: msg.nodeId, host, port, at })
+          }
           this.reply(from, { type: MessageType.RegisterAck, txid: msg.txid, heartbeatMs: this.heartbeatMs, known })
           break
         }
         case MessageType.Own:
           this.registry.own(msg.nodeId, host, port, msg.file)
           this.logger.info({ event: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex') }, 'node owns file')
+          this.emit({ type: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex'), at })
           this.reply(from, { type: MessageType.Ack, txid: msg.txid })
           break
         case MessageType.Need: {
           const result = this.registry.need(msg.nodeId, host, port, msg.name, this.maxOwners)
           this.logger.info({ event: 'need', nodeId: msg.nodeId, file: msg.name, owners: result.owners.length, variants: result.variants }, 'owners requested')
+          this.emit({ type: 'need', nodeId: msg.nodeId, file: msg.name, owners: result.owners.length, at })
           if (result.variants > 1) this.logger.warn({ file: msg.name, variants: result.variants }, 'one name maps to several contents')
           this.reply(from, { type: MessageType.NeedReply, txid: msg.txid, ...result })
           break
@@ -140,21 +171,25 @@ export class Tracker {
         case MessageType.Update: {
           const credited = this.registry.update(msg.nodeId, host, port, msg.contentHash, msg.received)
           this.logger.info({ event: 'update', nodeId: msg.nodeId, credited, entries: msg.received.length }, 'upload credit reported')
+          this.emit({ type: 'update', nodeId: msg.nodeId, credited, at })
           this.reply(from, { type: MessageType.Ack, txid: msg.txid })
           break
         }
         case MessageType.Exit:
           this.registry.exit(msg.nodeId, host, port)
           this.logger.info({ event: 'exit', nodeId: msg.nodeId }, 'node exited')
+          this.emit({ type: 'exit', nodeId: msg.nodeId, at })
           this.reply(from, { type: MessageType.Ack, txid: msg.txid })
           break
       }
     } catch (err) {
       if (!(err instanceof RegistryError)) throw err
+      ok = false
       this.stats.errors[err.code] = (this.stats.errors[err.code] ?? 0) + 1
       this.logger.warn({ event: 'refused', type: kind, nodeId: msg.nodeId, from, code: err.code }, err.message)
       this.reply(from, { type: MessageType.Error, txid: msg.txid, code: ERROR_CODES[err.code], text: err.message })
     }
+    this.events.emit('request', { type: kind, ms: performance.now() - started, ok })
     this.scheduleSave()
   }
 }
