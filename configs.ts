@@ -93,8 +93,9 @@ export const MAX_OPEN_SERVE_HANDLES = 64
 // ---- console -----------------------------------------------------------------------------------
 export const PROGRESS_INTERVAL_TTY_MS = 200
 export const PROGRESS_INTERVAL_PLAIN_MS = 2_000
-/** Malformed datagrams are counted always but logged at most this often. */
-export const MALFORMED_LOG_INTERVAL_MS = 1_000
+/** Malformed datagrams and refused requests are counted always, but logged at most this fast (records/s, burst). */
+export const HOSTILE_LOG_PER_SECOND = 2
+export const HOSTILE_LOG_BURST = 20
 
 // ---- congestion control (delay-based; see src/transport/congestion.ts) --------------------------
 /** 'ledbat' tells random loss from congestion by queueing delay; 'newreno' treats every loss as congestion. */
@@ -108,7 +109,7 @@ export const LEDBAT_GAIN = 1
 /** ...or this fraction of the window, whichever is larger: +1 per RTT would take minutes to fill a fast path. */
 export const LEDBAT_PROPORTIONAL_GAIN = 1 / 8
 /** A loss with queueing delay above this fraction of the target is congestion; below, random loss. */
-export const LEDBAT_LOSS_DELAY_FRACTION = 0.5
+export const LEDBAT_LOSS_DELAY_FRACTION = 1
 /** Multiplicative decrease on a congestion loss. */
 export const LEDBAT_LOSS_BETA = 0.7
 /** The base (propagation) RTT is the minimum over this long, so a route change is eventually seen. */
@@ -119,6 +120,8 @@ export const LEDBAT_BASE_HISTORY_MS = 10_000
 export const DATAGRAM_PROBE_LADDER = [1472, 4096, 8192, 16384, 32768, 65000]
 /** Datagrams delivered at the current size before probing the next one. */
 export const PROBE_AFTER_DATAGRAMS = 32
+/** Timeouts in a row at a probed size before falling back to the base size (one can be CPU starvation). */
+export const BLACK_HOLE_TIMEOUTS = 2
 /** RFC 8899 MAX_PROBES: a size that fails this many probes is above the path's limit. */
 export const MAX_PROBES = 3
 /** Node cannot set DF, so IPv4 datagrams above the interface MTU are fragmented and lose more: off-link paths are capped at Ethernet's 1500 minus IP+UDP headers. */
@@ -135,3 +138,42 @@ export const RATE_LIMIT_MAX_QUEUE_MS = 1_000
 // ---- process -----------------------------------------------------------------------------------
 /** V8 young-generation cap (MB): see src/cli.ts for why a small one keeps memory flat. */
 export const V8_MAX_SEMI_SPACE_MB = 1
+
+// ---- security (issue 5) ------------------------------------------------------------------------
+/** Connection ids and data cookies are HMACs over (epoch, address); an epoch lasts this long... */
+export const AUTH_EPOCH_MS = 60_000
+/** ...and ids from this many past epochs are still accepted (so an id lives about 2 minutes). */
+export const AUTH_EPOCHS_ACCEPTED = 2
+export const CONNECTION_ID_BYTES = 8
+export const COOKIE_BYTES = 8
+export const PUBLIC_KEY_BYTES = 32
+export const SIGNATURE_BYTES = 64
+/** Where the tracker keeps its HMAC secret, inside tracker_db/. */
+export const TRACKER_SECRET_FILE = 'secret.key'
+/** Where a node keeps its Ed25519 key, inside node_files/nodeN/.udptorrent/. */
+export const NODE_KEY_FILE = 'identity.pem'
+/** Resource caps: past any of them the request is refused and counted, never a crash. */
+export const MAX_NODES_PER_ADDRESS = 64
+/**
+ * How many of a node's most recent signed requests the tracker remembers, with their replies. A
+ * node's heartbeat, OWN and NEED run concurrently, so a request can arrive after a later one or
+ * be retransmitted after it; within this window it is still accepted once and answered again.
+ */
+export const SEQ_REPLAY_WINDOW = 16
+/**
+ * A node numbers its requests with a microsecond clock; one more than this below its newest is too
+ * old to be a request still being retried (a transaction gives up within seconds), so a replay.
+ */
+export const SEQ_REORDER_SPAN = 60_000_000
+export const MAX_FILES_PER_NODE = 10_000
+/** Tracker requests per second per source IP (token bucket), and the burst allowed. */
+export const TRACKER_REQUESTS_PER_SECOND_PER_IP = 200
+export const TRACKER_REQUEST_BURST_PER_IP = 400
+/** Addresses whose rate state is remembered (LRU): bounds the memory a flood of sources can take. */
+export const MAX_TRACKED_ADDRESSES = 65_536
+/** Data requests a node serves at once for one peer. */
+export const MAX_SERVE_READS_PER_PEER = 32
+/** Bytes a node holds in piece buffers for all its downloads together. */
+export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
+/** A shared file's size, mtime and inode are re-checked at most this often while serving it. */
+export const SHARED_FILE_RECHECK_MS = 1_000

@@ -56,6 +56,15 @@ export class BufferReader {
     return out
   }
 
+  /** Padding must be zero, so every message has exactly one encoding and carries nothing hidden. */
+  zeros (n: number, what: string): void {
+    this.need(n, what)
+    for (let i = this.pos; i < this.pos + n; i++) {
+      if (this.buf[i] !== 0) throw new MalformedMessageError('out-of-bounds', `${what} is not zero`)
+    }
+    this.pos += n
+  }
+
   /** The rest of the datagram, without copying (used for bulk data on the hot path). */
   rest (): Buffer {
     const out = this.buf.subarray(this.pos)

@@ -1,8 +1,8 @@
-import { HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_FILE_SIZE_BYTES } from '../../configs.js'
+import { COOKIE_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_FILE_SIZE_BYTES } from '../../configs.js'
 import { BufferReader, BufferWriter } from './buffer-codec.js'
 import { MalformedMessageError } from './errors.js'
 import { HEADER_BYTES, writeHeader } from './header.js'
-import { MessageType, RejectReason, Stream, type DataMsg, type RejectMsg, type RequestMsg } from './types.js'
+import { MessageType, RejectReason, Stream, type DataMsg, type HelloAckMsg, type HelloMsg, type RejectMsg, type RequestMsg } from './types.js'
 
 /** header + stream u8 + offset u64 */
 export const DATA_HEADER_BYTES = HEADER_BYTES + 1 + 8
@@ -17,12 +17,27 @@ function readStream (r: BufferReader): Stream {
   return s
 }
 
+/** A HELLO is padded to the size of its answer, so the handshake never amplifies. */
+export const HELLO_PADDING_BYTES = COOKIE_BYTES
+
 export const peerCodecs = {
+  [MessageType.Hello]: {
+    write: (w: BufferWriter, _m: HelloMsg) => { w.bytes(Buffer.alloc(HELLO_PADDING_BYTES)) },
+    read: (r: BufferReader, txid: number): HelloMsg => {
+      r.zeros(HELLO_PADDING_BYTES, 'hello padding')
+      return { type: MessageType.Hello, txid }
+    }
+  },
+  [MessageType.HelloAck]: {
+    write: (w: BufferWriter, m: HelloAckMsg) => { w.bytes(m.cookie) },
+    read: (r: BufferReader, txid: number): HelloAckMsg => ({ type: MessageType.HelloAck, txid, cookie: r.bytes(COOKIE_BYTES, 'cookie') })
+  },
   [MessageType.Request]: {
     write: (w: BufferWriter, m: RequestMsg) => {
-      w.bytes(m.contentHash).u8(m.stream).u64(m.offset).u32(m.length).u16(m.datagramBytes)
+      w.bytes(m.cookie).bytes(m.contentHash).u8(m.stream).u64(m.offset).u32(m.length).u16(m.datagramBytes)
     },
     read: (r: BufferReader, txid: number): RequestMsg => {
+      const cookie = r.bytes(COOKIE_BYTES, 'cookie')
       const contentHash = r.bytes(HASH_BYTES, 'content hash')
       const stream = readStream(r)
       const offset = r.u64('offset', MAX_FILE_SIZE_BYTES)
@@ -36,7 +51,7 @@ export const peerCodecs = {
       if (length > MAX_DATAGRAMS_PER_REQUEST * (datagramBytes - DATA_HEADER_BYTES)) {
         throw new MalformedMessageError('out-of-bounds', `request of ${length} bytes needs more than ${MAX_DATAGRAMS_PER_REQUEST} datagrams of ${datagramBytes}`)
       }
-      return { type: MessageType.Request, txid, contentHash, stream, offset, length, datagramBytes }
+      return { type: MessageType.Request, txid, cookie, contentHash, stream, offset, length, datagramBytes }
     }
   },
   [MessageType.Data]: {

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
 import {
-  HASH_BYTES, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES, MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE, MAX_PIECES,
+  CONNECTION_ID_BYTES, HASH_BYTES, MAX_ERROR_TEXT_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, MAX_FILE_NAME_BYTES, MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE, MAX_PIECES,
   MAX_UPDATE_ENTRIES, MIN_PIECE_SIZE
 } from '../../configs.js'
 import { BufferReader, BufferWriter } from './buffer-codec.js'
@@ -8,7 +8,7 @@ import { MalformedMessageError } from './errors.js'
 import { checkFileName } from './names.js'
 import {
   MessageType, TrackerErrorCode,
-  type AckMsg, type ErrorMsg, type ExitMsg, type FileIdentity, type NeedMsg, type NeedReplyMsg, type OwnerEntry,
+  type AckMsg, type ConnectMsg, type ConnectReplyMsg, type ErrorMsg, type ExitMsg, type SignedTrackerRequest, type FileIdentity, type NeedMsg, type NeedReplyMsg, type OwnerEntry,
   type OwnMsg, type RegisterAckMsg, type RegisterMsg, type UpdateMsg
 } from './types.js'
 
@@ -51,6 +51,23 @@ export function readFileIdentity (r: BufferReader): FileIdentity {
   return { name, size, pieceSize, contentHash }
 }
 
+/** A CONNECT is padded to the size of its reply, so answering an unproven address never amplifies. */
+export const CONNECT_PADDING_BYTES = CONNECTION_ID_BYTES
+const MAX_SEQ = Number.MAX_SAFE_INTEGER
+
+type SignedFields = Pick<SignedTrackerRequest, 'connectionId' | 'nodeId' | 'seq'>
+
+function writeSignedHead (w: BufferWriter, m: SignedFields): BufferWriter {
+  return w.bytes(m.connectionId).u32(m.nodeId).u64(m.seq)
+}
+
+function readSignedHead (r: BufferReader): SignedFields {
+  return { connectionId: r.bytes(CONNECTION_ID_BYTES, 'connection id'), nodeId: r.u32('node id'), seq: r.u64('seq', MAX_SEQ) }
+}
+
+/** The signature is the datagram's last field and covers every byte before it. */
+const readSignature = (r: BufferReader): Buffer => r.bytes(SIGNATURE_BYTES, 'signature')
+
 function writeOwner (w: BufferWriter, o: OwnerEntry): void {
   w.u32(o.nodeId).string8(o.host, MAX_HOST_BYTES).u16(o.port).u64(Math.min(o.credit, MAX_CREDIT)).u8(o.complete ? 1 : 0)
 }
@@ -68,36 +85,57 @@ function readOwner (r: BufferReader): OwnerEntry {
 }
 
 export const trackerCodecs = {
+  [MessageType.Connect]: {
+    write: (w: BufferWriter, _m: ConnectMsg) => { w.bytes(Buffer.alloc(CONNECT_PADDING_BYTES)) },
+    read: (r: BufferReader, txid: number): ConnectMsg => {
+      r.zeros(CONNECT_PADDING_BYTES, 'connect padding')
+      return { type: MessageType.Connect, txid }
+    }
+  },
+  [MessageType.ConnectReply]: {
+    write: (w: BufferWriter, m: ConnectReplyMsg) => { w.bytes(m.connectionId) },
+    read: (r: BufferReader, txid: number): ConnectReplyMsg => ({ type: MessageType.ConnectReply, txid, connectionId: r.bytes(CONNECTION_ID_BYTES, 'connection id') })
+  },
   [MessageType.Register]: {
-    write: (w: BufferWriter, m: RegisterMsg) => { w.u32(m.nodeId) },
-    read: (r: BufferReader, txid: number): RegisterMsg => ({ type: MessageType.Register, txid, nodeId: r.u32('node id') })
+    write: (w: BufferWriter, m: RegisterMsg) => { writeSignedHead(w, m).bytes(m.publicKey).bytes(m.signature) },
+    read: (r: BufferReader, txid: number): RegisterMsg => {
+      const head = readSignedHead(r)
+      return { type: MessageType.Register, txid, ...head, publicKey: r.bytes(PUBLIC_KEY_BYTES, 'public key'), signature: readSignature(r) }
+    }
   },
   [MessageType.Own]: {
-    write: (w: BufferWriter, m: OwnMsg) => { w.u32(m.nodeId); writeFileIdentity(w, m.file) },
-    read: (r: BufferReader, txid: number): OwnMsg => ({ type: MessageType.Own, txid, nodeId: r.u32('node id'), file: readFileIdentity(r) })
+    write: (w: BufferWriter, m: OwnMsg) => { writeFileIdentity(writeSignedHead(w, m), m.file); w.bytes(m.signature) },
+    read: (r: BufferReader, txid: number): OwnMsg => {
+      const head = readSignedHead(r)
+      return { type: MessageType.Own, txid, ...head, file: readFileIdentity(r), signature: readSignature(r) }
+    }
   },
   [MessageType.Need]: {
-    write: (w: BufferWriter, m: NeedMsg) => { w.u32(m.nodeId).string8(m.name, MAX_FILE_NAME_BYTES) },
-    read: (r: BufferReader, txid: number): NeedMsg => ({ type: MessageType.Need, txid, nodeId: r.u32('node id'), name: readName(r) })
+    write: (w: BufferWriter, m: NeedMsg) => { writeSignedHead(w, m).string8(m.name, MAX_FILE_NAME_BYTES).bytes(m.signature) },
+    read: (r: BufferReader, txid: number): NeedMsg => {
+      const head = readSignedHead(r)
+      return { type: MessageType.Need, txid, ...head, name: readName(r), signature: readSignature(r) }
+    }
   },
   [MessageType.Update]: {
     write: (w: BufferWriter, m: UpdateMsg) => {
-      w.u32(m.nodeId).bytes(m.contentHash).u8(m.received.length)
+      writeSignedHead(w, m).bytes(m.contentHash).u8(m.received.length)
       for (const e of m.received) w.u32(e.ownerId).u64(e.bytes)
+      w.bytes(m.signature)
     },
     read: (r: BufferReader, txid: number): UpdateMsg => {
-      const nodeId = r.u32('node id')
+      const head = readSignedHead(r)
       const contentHash = r.bytes(HASH_BYTES, 'content hash')
       const n = r.u8('entry count')
       if (n > MAX_UPDATE_ENTRIES) throw new MalformedMessageError('out-of-bounds', `${n} update entries, limit ${MAX_UPDATE_ENTRIES}`)
       const received: UpdateMsg['received'] = []
       for (let i = 0; i < n; i++) received.push({ ownerId: r.u32('owner id'), bytes: r.u64('bytes', MAX_FILE_SIZE_BYTES) })
-      return { type: MessageType.Update, txid, nodeId, contentHash, received }
+      return { type: MessageType.Update, txid, ...head, contentHash, received, signature: readSignature(r) }
     }
   },
   [MessageType.Exit]: {
-    write: (w: BufferWriter, m: ExitMsg) => { w.u32(m.nodeId) },
-    read: (r: BufferReader, txid: number): ExitMsg => ({ type: MessageType.Exit, txid, nodeId: r.u32('node id') })
+    write: (w: BufferWriter, m: ExitMsg) => { writeSignedHead(w, m).bytes(m.signature) },
+    read: (r: BufferReader, txid: number): ExitMsg => ({ type: MessageType.Exit, txid, ...readSignedHead(r), signature: readSignature(r) })
   },
   [MessageType.Ack]: {
     write: (_w: BufferWriter, _m: AckMsg) => {},

@@ -7,13 +7,19 @@ export enum MessageType {
   Need = 0x03,
   Update = 0x04,
   Exit = 0x05,
+  /** BEP 15-style: get a connection id proving the source address before anything else. */
+  Connect = 0x06,
   Ack = 0x80,
   RegisterAck = 0x81,
   NeedReply = 0x83,
+  ConnectReply = 0x86,
   Error = 0xff,
   Request = 0x10,
   Data = 0x11,
-  Reject = 0x12
+  Reject = 0x12,
+  /** The data handshake: a cookie proving the requester's address, needed on every REQUEST. */
+  Hello = 0x13,
+  HelloAck = 0x14
 }
 
 /** Why a tracker refused a request. */
@@ -23,14 +29,22 @@ export enum TrackerErrorCode {
   NotFound = 3,
   Conflict = 4,
   Forbidden = 5,
-  Overloaded = 6
+  Overloaded = 6,
+  /** The connection id is missing, forged or expired: CONNECT again. */
+  BadConnection = 7,
+  BadSignature = 8,
+  Replay = 9,
+  /** A resource cap (nodes per address, files per node) was reached. */
+  Limit = 10
 }
 
 /** Why an owner refused a block request. */
 export enum RejectReason {
   UnknownContent = 1,
   OutOfRange = 2,
-  Busy = 3
+  Busy = 3,
+  /** The handshake cookie is missing, forged or expired: HELLO again. */
+  BadCookie = 4
 }
 
 /** What a data request addresses: the file's bytes, or its manifest (the piece-hash list). */
@@ -59,17 +73,30 @@ export interface OwnerEntry {
 
 interface Base { txid: number }
 
-export interface RegisterMsg extends Base { type: MessageType.Register, nodeId: number }
-export interface OwnMsg extends Base { type: MessageType.Own, nodeId: number, file: FileIdentity }
-export interface NeedMsg extends Base { type: MessageType.Need, nodeId: number, name: string }
-export interface UpdateMsg extends Base {
-  type: MessageType.Update
+/**
+ * What every request from a node to the tracker carries besides its body: the connection id that
+ * proves its address, its node id, a sequence number that only grows (replays are refused), and an
+ * Ed25519 signature over the whole datagram before it (filled in by the sender, checked by the tracker).
+ */
+interface Signed extends Base {
+  connectionId: Buffer
   nodeId: number
+  seq: number
+  signature: Buffer
+}
+
+export interface ConnectMsg extends Base { type: MessageType.Connect }
+export interface ConnectReplyMsg extends Base { type: MessageType.ConnectReply, connectionId: Buffer }
+export interface RegisterMsg extends Signed { type: MessageType.Register, publicKey: Buffer }
+export interface OwnMsg extends Signed { type: MessageType.Own, file: FileIdentity }
+export interface NeedMsg extends Signed { type: MessageType.Need, name: string }
+export interface UpdateMsg extends Signed {
+  type: MessageType.Update
   contentHash: Buffer
-  /** Bytes this node received from each owner since its last report. */
+  /** Bytes this node received from each owner since its last report: its signed receipt. */
   received: Array<{ ownerId: number, bytes: number }>
 }
-export interface ExitMsg extends Base { type: MessageType.Exit, nodeId: number }
+export interface ExitMsg extends Signed { type: MessageType.Exit }
 export interface AckMsg extends Base { type: MessageType.Ack }
 export interface RegisterAckMsg extends Base {
   type: MessageType.RegisterAck
@@ -86,8 +113,12 @@ export interface NeedReplyMsg extends Base {
   owners: OwnerEntry[]
 }
 export interface ErrorMsg extends Base { type: MessageType.Error, code: TrackerErrorCode, text: string }
+export interface HelloMsg extends Base { type: MessageType.Hello }
+export interface HelloAckMsg extends Base { type: MessageType.HelloAck, cookie: Buffer }
 export interface RequestMsg extends Base {
   type: MessageType.Request
+  /** From HELLO_ACK: data goes only to an address that proved it receives at that address. */
+  cookie: Buffer
   contentHash: Buffer
   stream: Stream
   offset: number
@@ -98,9 +129,10 @@ export interface RequestMsg extends Base {
 export interface DataMsg extends Base { type: MessageType.Data, stream: Stream, offset: number, payload: Buffer }
 export interface RejectMsg extends Base { type: MessageType.Reject, reason: RejectReason }
 
-export type TrackerRequest = RegisterMsg | OwnMsg | NeedMsg | UpdateMsg | ExitMsg
-export type TrackerReply = AckMsg | RegisterAckMsg | NeedReplyMsg | ErrorMsg
-export type PeerMessage = RequestMsg | DataMsg | RejectMsg
+export type SignedTrackerRequest = RegisterMsg | OwnMsg | NeedMsg | UpdateMsg | ExitMsg
+export type TrackerRequest = ConnectMsg | SignedTrackerRequest
+export type TrackerReply = AckMsg | RegisterAckMsg | NeedReplyMsg | ConnectReplyMsg | ErrorMsg
+export type PeerMessage = RequestMsg | DataMsg | RejectMsg | HelloMsg | HelloAckMsg
 export type Message = TrackerRequest | TrackerReply | PeerMessage
 
 /** A message before a transaction id is assigned (distributes over unions, unlike Omit). */

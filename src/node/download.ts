@@ -8,6 +8,7 @@ import { checkFileName, Stream, type FileIdentity, type OwnerEntry } from '../me
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
+import type { ByteBudget } from './byte-budget.js'
 import { PieceScheduler } from './piece-scheduler.js'
 import { PieceStore } from './piece-store.js'
 import type { TrackerClient } from './tracker-client.js'
@@ -15,6 +16,21 @@ import type { TrackerClient } from './tracker-client.js'
 /** A download that could not complete; the message says why and what is kept for a retry. */
 export class DownloadError extends Error {
   override readonly name = 'DownloadError'
+}
+
+const DISK_ERRORS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted'
+}
+
+/** A disk failure as one clear sentence naming the folder; anything else passes through. */
+function diskError (err: unknown, dir: string, name: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code
+  if (code === undefined || !(code in DISK_ERRORS)) return err
+  return new DownloadError(`cannot write ${name} in ${dir}: ${DISK_ERRORS[code] as string} (${code}); verified pieces written so far are kept, download again to resume`)
 }
 
 export interface DownloadInit {
@@ -29,6 +45,8 @@ export interface DownloadInit {
   signal: AbortSignal
   noOwnerTimeoutMs?: number
   piecesInFlightPerOwner?: number
+  /** The node's budget for receive buffers, shared by all its downloads. */
+  receiveBudget?: ByteBudget
   /** Called once the file is complete and in place, before the download resolves. */
   onComplete: (name: string, manifest: Manifest) => Promise<void>
 }
@@ -141,7 +159,7 @@ export class Download {
       partPath: path.join(dir, this.name + PART_SUFFIX),
       statePath: path.join(stateDir, `${this.name}.pieces`),
       manifest
-    })
+    }).catch((err: unknown) => { throw diskError(err, dir, this.name) })
     this.store = store
     const resumedPieces = store.verifiedCount
     if (resumedPieces > 0) logger.info({ file: this.name, resumedPieces, pieces: store.count }, 'resuming from verified pieces')
@@ -161,7 +179,7 @@ export class Download {
       lap('sync+rename')
     } catch (err) {
       await store.close().catch(() => {})
-      throw err
+      throw diskError(err, dir, this.name)
     }
     // The file is complete, verified and durable: that is the download's time. The whole-file
     // digest below is for the log and for people comparing copies, not part of delivering it.
@@ -248,9 +266,13 @@ export class Download {
         this.dropOwner(owner, 'banned', new Error('manifest does not match the content hash'))
         continue
       }
-      await mkdir(path.dirname(this.manifestPath()), { recursive: true })
-      await writeFile(`${this.manifestPath()}.tmp`, buf)
-      await rename(`${this.manifestPath()}.tmp`, this.manifestPath())
+      try {
+        await mkdir(path.dirname(this.manifestPath()), { recursive: true })
+        await writeFile(`${this.manifestPath()}.tmp`, buf)
+        await rename(`${this.manifestPath()}.tmp`, this.manifestPath())
+      } catch (err) {
+        throw diskError(err, this.init.dir, this.name)
+      }
       return make(buf)
     }
     throw new DownloadError(`no owner of ${this.name} delivered a valid manifest`)
@@ -301,12 +323,17 @@ export class Download {
 
     startWorkers()
     let idleSince: number | undefined
+    let verifiedAtIdle = 0
     const noOwnerTimeout = this.init.noOwnerTimeoutMs ?? DOWNLOAD_NO_OWNER_TIMEOUT_MS
     while (!scheduler.isComplete) {
       if (this.init.signal.aborted) throw abortError(this.init.signal)
       if (failure !== undefined) throw failure
       if (this.activeOwners().length === 0) {
-        idleSince ??= Date.now()
+        // The clock runs from the last verified piece: owners that come back and fail again do not reset it.
+        if (idleSince === undefined || store.verifiedCount > verifiedAtIdle) {
+          idleSince = Date.now()
+          verifiedAtIdle = store.verifiedCount
+        }
         const waited = Date.now() - idleSince
         if (waited >= noOwnerTimeout) {
           throw new DownloadError(`no owner left for ${this.name}: ${scheduler.remaining} of ${store.count} pieces missing after ${Math.round(waited / 1000)} s; verified pieces are kept, download again to resume`)
@@ -314,7 +341,6 @@ export class Download {
         // Everyone we knew is gone: ask the tracker again, then wait a little.
         const reply = await this.init.tracker.need(this.name, this.init.signal).catch(() => undefined)
         if (reply?.file != null && this.addOwners(reply.owners, reply.file) > 0) {
-          idleSince = undefined
           startWorkers()
           continue
         }
@@ -331,8 +357,26 @@ export class Download {
     owner: Owner, piece: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
     attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
   ): Promise<void> {
-    const ownerId = owner.entry.nodeId
     const length = store.pieceLength(piece)
+    const budget = this.init.receiveBudget
+    try {
+      await budget?.acquire(length, this.init.signal)
+    } catch (err) {
+      scheduler.fail(piece, owner.entry.nodeId)
+      throw err
+    }
+    try {
+      await this.fetchPieceInto(owner, piece, length, scheduler, store, identity, attempts, writes, notify)
+    } finally {
+      budget?.release(length)
+    }
+  }
+
+  private async fetchPieceInto (
+    owner: Owner, piece: number, length: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
+    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
+  ): Promise<void> {
+    const ownerId = owner.entry.nodeId
     const start = piece * identity.pieceSize
     const buf = Buffer.allocUnsafe(length)
     const ac = new AbortController()
@@ -354,7 +398,9 @@ export class Download {
       notify()
       if (ac.signal.aborted) return // end game: someone else verified it first, or we are stopping
       if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {
-        this.dropOwner(owner, 'dead', err)
+        // An owner that says it lacks the content (or the range) is wrong about this file for the
+        // rest of the download; one that went silent may come back, via a later NEED.
+        this.dropOwner(owner, err instanceof PeerRejectedError ? 'banned' : 'dead', err)
         scheduler.removeOwner(ownerId)
         return
       }

@@ -1,7 +1,7 @@
-import { lstat, mkdir, open, readFile, realpath, rename, writeFile, type FileHandle } from 'node:fs/promises'
+import { lstat, mkdir, open, readFile, realpath, rename, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR } from '../../configs.js'
+import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR, SHARED_FILE_RECHECK_MS } from '../../configs.js'
 import { checkFileName, Stream, type FileIdentity } from '../messages/index.js'
 import type { BlockSource, ServedResource } from '../transport/block-server.js'
 import { hashFile, readFully, type Manifest } from './manifest.js'
@@ -15,12 +15,18 @@ export interface SharedFile {
   identity: FileIdentity
   path: string
   manifest: Manifest
+  /** What the file looked like when it was hashed; a change means its hashes no longer hold. */
+  fingerprint: Fingerprint
 }
+
+interface Fingerprint { size: number, mtimeMs: number, ino: number }
 
 export interface LibraryInit {
   dir: string
   pieceSize?: number
   logger?: Logger
+  /** Called when a shared file changed or vanished and is no longer offered. */
+  onWithdrawn?: (name: string, reason: string) => void
 }
 
 const SHARED_LIST = 'shared.json'
@@ -33,6 +39,7 @@ const SHARED_LIST = 'shared.json'
 export class Library implements BlockSource {
   private readonly byHash = new Map<string, SharedFile>()
   private readonly handles = new Map<string, Promise<FileHandle>>()
+  private readonly checked = new Map<string, { at: number, ok: Promise<boolean> }>()
   private readonly pieceSize: number
 
   constructor (private readonly init: LibraryInit) {
@@ -60,16 +67,21 @@ export class Library implements BlockSource {
       st = await lstat(real)
     }
     if (!st.isFile()) throw new ShareError(`${name} is not a regular file`)
+    const before = await fingerprint(file)
     const manifest = await hashFile(file, this.pieceSize, signal)
-    return await this.add(name, manifest)
+    const after = await fingerprint(file)
+    if (!sameFingerprint(before, after)) throw new ShareError(`${name} changed while it was being hashed; try again`)
+    return await this.add(name, manifest, after)
   }
 
   /** Serves a file whose manifest is already known (a download that just verified). */
-  async add (name: string, manifest: Manifest): Promise<SharedFile> {
+  async add (name: string, manifest: Manifest, known?: Fingerprint): Promise<SharedFile> {
+    const file = path.join(this.init.dir, name)
     const shared: SharedFile = {
       identity: { name, size: manifest.size, pieceSize: manifest.pieceSize, contentHash: manifest.contentHash },
-      path: path.join(this.init.dir, name),
-      manifest
+      path: file,
+      manifest,
+      fingerprint: known ?? await fingerprint(file)
     }
     for (const [key, f] of this.byHash) {
       if (f.identity.name === name && key !== manifest.contentHash.toString('hex')) this.byHash.delete(key)
@@ -89,12 +101,42 @@ export class Library implements BlockSource {
     return {
       size: shared.identity.size,
       read: async (offset, length) => {
+        if (!await this.unchanged(shared)) throw new ShareError(`${shared.identity.name} changed on disk and is no longer shared`)
         const fh = await this.handle(shared.path)
         const buf = Buffer.allocUnsafe(length)
         await readFully(fh, buf, length, offset)
         return buf
       }
     }
+  }
+
+  /**
+   * Whether the file still is what was hashed (size, mtime, inode), re-checked at most once a
+   * second. A changed or deleted file is withdrawn: its pieces would no longer verify.
+   */
+  private async unchanged (shared: SharedFile): Promise<boolean> {
+    const key = shared.identity.contentHash.toString('hex')
+    const now = Date.now()
+    const last = this.checked.get(key)
+    if (last !== undefined && now - last.at < SHARED_FILE_RECHECK_MS) return await last.ok
+    const ok = fingerprint(shared.path).then((fp) => sameFingerprint(fp, shared.fingerprint), () => false)
+    this.checked.set(key, { at: now, ok })
+    if (!await ok) this.withdraw(shared)
+    return await ok
+  }
+
+  private withdraw (shared: SharedFile): void {
+    const key = shared.identity.contentHash.toString('hex')
+    if (this.byHash.get(key) !== shared) return
+    this.byHash.delete(key)
+    this.checked.delete(key)
+    const handle = this.handles.get(shared.path)
+    this.handles.delete(shared.path)
+    void handle?.then(async (fh) => await fh.close()).catch(() => {})
+    const reason = 'it changed or was deleted on disk, so its hashes no longer hold'
+    this.init.logger?.error({ file: shared.identity.name, path: shared.path }, `stopped sharing: ${reason}`)
+    this.init.onWithdrawn?.(shared.identity.name, reason)
+    void this.saveList().catch(() => {})
   }
 
   /** Names shared before the last shutdown, to share again at start. */
@@ -142,4 +184,13 @@ export class Library implements BlockSource {
     }
     return await h
   }
+}
+
+async function fingerprint (file: string): Promise<Fingerprint> {
+  const st = await stat(file)
+  return { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino }
+}
+
+function sameFingerprint (a: Fingerprint, b: Fingerprint): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino
 }

@@ -1,13 +1,17 @@
-import { setMaxListeners } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { EventEmitter, setMaxListeners } from 'node:events'
 import { mkdir } from 'node:fs/promises'
+import path from 'node:path'
 import type { Logger } from 'pino'
-import { DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_OPEN_SERVE_HANDLES } from '../../configs.js'
+import { COOKIE_BYTES, DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_OPEN_SERVE_HANDLES, MAX_RECEIVE_BUFFER_BYTES, MAX_SERVE_READS_PER_PEER, NODE_KEY_FILE, NODE_STATE_DIR } from '../../configs.js'
 import { checkFileName, Stream, type OwnerEntry } from '../messages/index.js'
+import { AddressTokens, loadOrCreateIdentity } from '../transport/auth.js'
 import { BlockServer } from '../transport/block-server.js'
 import { Endpoint, type DatagramFilter, type RemoteAddress } from '../transport/endpoint.js'
 import { pathDatagramCap } from '../transport/path-mtu.js'
 import { PeerLink } from '../transport/peer-link.js'
 import { limiterBurst, TokenBucket } from '../transport/token-bucket.js'
+import { ByteBudget } from './byte-budget.js'
 import { Download, type DownloadProgress, type DownloadResult } from './download.js'
 import { Library, type SharedFile } from './library.js'
 import { TrackerClient } from './tracker-client.js'
@@ -48,9 +52,12 @@ export interface NodeStatus {
  * Console output is the caller's job: the node reports through return values, events and logs.
  */
 export class UdpTorrentNode {
+  /** 'withdrawn' ({ name, reason }): a shared file changed on disk and is no longer offered. */
+  readonly events = new EventEmitter()
   private readonly downloads = new Map<string, { download: Download, abort: AbortController, done: Promise<DownloadResult> }>()
   private readonly links = new Map<string, PeerLink>()
   private readonly downloadLimiter: TokenBucket | undefined
+  private readonly receiveBudget = new ByteBudget(MAX_RECEIVE_BUFFER_BYTES)
   private stopping = false
 
   private constructor (
@@ -65,25 +72,34 @@ export class UdpTorrentNode {
 
   static async start (init: NodeInit): Promise<UdpTorrentNode> {
     await mkdir(init.dir, { recursive: true })
+    const identity = await loadOrCreateIdentity(path.join(init.dir, NODE_STATE_DIR, NODE_KEY_FILE))
     const endpoint = await Endpoint.open({
       host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker
     })
-    const library = new Library({ dir: init.dir, logger: init.logger })
+    let node: UdpTorrentNode | undefined
+    const library = new Library({
+      dir: init.dir,
+      logger: init.logger,
+      onWithdrawn: (name, reason) => node?.events.emit('withdrawn', { name, reason })
+    })
     const server = new BlockServer({
       endpoint,
       source: library,
       maxReadsInFlight: MAX_OPEN_SERVE_HANDLES,
+      maxReadsPerPeer: MAX_SERVE_READS_PER_PEER,
+      // A fresh secret per run: cookies from before a restart are refused and peers say HELLO again.
+      cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES),
       uploadLimiter: init.uploadLimit === undefined ? undefined : new TokenBucket(init.uploadLimit, limiterBurst(init.uploadLimit, MAX_DATAGRAMS_PER_REQUEST * DEFAULT_DATAGRAM_BYTES)),
       logger: init.logger,
       onServed: (to, stream, bytes) => {
         if (stream === Stream.Content) init.logger.debug({ to, bytes }, 'served')
       }
     })
-    let node: UdpTorrentNode | undefined
     const tracker = new TrackerClient({
       endpoint,
       tracker: init.tracker,
       nodeId: init.id,
+      identity,
       heartbeatMs: init.heartbeatMs,
       logger: init.logger,
       onJoined: async () => { await node?.announceAll() }
@@ -129,6 +145,7 @@ export class UdpTorrentNode {
       logger: this.init.logger,
       signal: abort.signal,
       noOwnerTimeoutMs: this.init.noOwnerTimeoutMs,
+      receiveBudget: this.receiveBudget,
       onComplete: async (file, manifest) => {
         const shared = await this.library.add(file, manifest)
         await this.tracker.own(shared.identity).catch((err: unknown) => this.init.logger.warn({ err, file }, 'could not announce the finished file'))

@@ -1,7 +1,15 @@
 import type { Logger } from 'pino'
-import { MessageType, TrackerErrorCode, type FileIdentity, type NeedReplyMsg, type TrackerReply, type TrackerRequest, type WithoutTxid } from '../messages/index.js'
+import { AUTH_EPOCH_MS, SIGNATURE_BYTES } from '../../configs.js'
+import {
+  encode, MessageType, TrackerErrorCode,
+  type FileIdentity, type NeedReplyMsg, type SignedTrackerRequest, type TrackerReply, type WithoutTxid
+} from '../messages/index.js'
+import { signDatagram, type NodeIdentity } from '../transport/auth.js'
 import type { Endpoint, RemoteAddress } from '../transport/endpoint.js'
 import { transact } from '../transport/transaction.js'
+
+/** A signed request before the client fills in what every request carries. */
+type Body<T> = T extends unknown ? Omit<T, 'txid' | 'connectionId' | 'nodeId' | 'seq' | 'signature'> : never
 
 /** The tracker answered with an error. */
 export class TrackerRefusedError extends Error {
@@ -15,6 +23,7 @@ export interface TrackerClientInit {
   endpoint: Endpoint
   tracker: RemoteAddress
   nodeId: number
+  identity: NodeIdentity
   /** Overrides the interval the tracker asks for. */
   heartbeatMs?: number
   logger: Logger
@@ -31,6 +40,8 @@ export class TrackerClient {
   private stopped = false
   private intervalMs: number | undefined
   private connected = false
+  private connection: { id: Buffer, at: number } | undefined
+  private lastSeq = 0
 
   constructor (private readonly init: TrackerClientInit) {}
 
@@ -51,7 +62,7 @@ export class TrackerClient {
     if (this.stopped) return
     let nextMs = this.intervalMs ?? this.init.heartbeatMs ?? 1000
     try {
-      const reply = await this.call({ type: MessageType.Register, nodeId: this.init.nodeId })
+      const reply = await this.call({ type: MessageType.Register, publicKey: this.init.identity.publicKey })
       if (reply.type !== MessageType.RegisterAck) throw new Error(`unexpected reply type ${reply.type}`)
       this.intervalMs = this.init.heartbeatMs ?? reply.heartbeatMs
       nextMs = this.intervalMs
@@ -67,38 +78,56 @@ export class TrackerClient {
   }
 
   async own (file: FileIdentity, signal?: AbortSignal): Promise<void> {
-    await this.call({ type: MessageType.Own, nodeId: this.init.nodeId, file }, signal)
+    await this.call({ type: MessageType.Own, file }, signal)
   }
 
   async need (name: string, signal?: AbortSignal): Promise<NeedReplyMsg> {
-    const reply = await this.call({ type: MessageType.Need, nodeId: this.init.nodeId, name }, signal)
+    const reply = await this.call({ type: MessageType.Need, name }, signal)
     if (reply.type !== MessageType.NeedReply) throw new Error(`unexpected reply type ${reply.type}`)
     return reply
   }
 
   async update (contentHash: Buffer, received: Array<{ ownerId: number, bytes: number }>, signal?: AbortSignal): Promise<void> {
-    await this.call({ type: MessageType.Update, nodeId: this.init.nodeId, contentHash, received }, signal)
+    await this.call({ type: MessageType.Update, contentHash, received }, signal)
   }
 
   async exit (signal?: AbortSignal): Promise<void> {
     this.stop()
-    await this.call({ type: MessageType.Exit, nodeId: this.init.nodeId }, signal)
+    await this.call({ type: MessageType.Exit }, signal)
   }
 
-  private async call (request: WithoutTxid<TrackerRequest>, signal?: AbortSignal): Promise<TrackerReply> {
-    const reply = await transact(this.init.endpoint, this.init.tracker, request, { signal })
-    if (reply.type === MessageType.Error) {
-      // The tracker forgot us between heartbeats (restart or prune): re-join at once.
-      if (reply.code === TrackerErrorCode.UnknownNode && request.type !== MessageType.Register) {
-        this.connected = false
-        if (this.timer !== undefined) clearTimeout(this.timer)
-        await this.beat()
-        const retry = await transact(this.init.endpoint, this.init.tracker, request, { signal })
-        if (retry.type !== MessageType.Error) return retry
-        throw new TrackerRefusedError(retry.code, retry.text)
-      }
-      throw new TrackerRefusedError(reply.code, reply.text)
+  /**
+   * One signed request: a fresh connection id when the last is near expiry, a sequence number
+   * that only grows (the tracker refuses replays), and the node's signature over the datagram.
+   * Retransmissions resend the same bytes, which the tracker recognises and answers again.
+   */
+  private async call (body: Body<SignedTrackerRequest>, signal?: AbortSignal, retried = false): Promise<TrackerReply> {
+    const connectionId = await this.connectionId(signal)
+    const seq = this.lastSeq = Math.max(this.lastSeq + 1, Date.now() * 1000)
+    const reply = await transact(this.init.endpoint, this.init.tracker, (txid) => signDatagram(encode({
+      ...body, txid, connectionId, nodeId: this.init.nodeId, seq, signature: Buffer.alloc(SIGNATURE_BYTES)
+    } as SignedTrackerRequest), this.init.identity), { signal })
+    if (reply.type !== MessageType.Error) return reply
+    if (!retried && reply.code === TrackerErrorCode.BadConnection) {
+      this.connection = undefined
+      return await this.call(body, signal, true)
     }
-    return reply
+    // The tracker forgot us between heartbeats (restart or prune): re-join at once, then retry.
+    if (!retried && reply.code === TrackerErrorCode.UnknownNode && body.type !== MessageType.Register) {
+      this.connected = false
+      if (this.timer !== undefined) clearTimeout(this.timer)
+      await this.beat()
+      return await this.call(body, signal, true)
+    }
+    throw new TrackerRefusedError(reply.code, reply.text)
+  }
+
+  /** The BEP 15 connection id, renewed before the tracker would stop accepting it. */
+  private async connectionId (signal?: AbortSignal): Promise<Buffer> {
+    if (this.connection !== undefined && Date.now() - this.connection.at < AUTH_EPOCH_MS) return this.connection.id
+    const reply = await transact(this.init.endpoint, this.init.tracker, (txid) => encode({ type: MessageType.Connect, txid }), { signal })
+    if (reply.type !== MessageType.ConnectReply) throw new TrackerRefusedError(reply.type === MessageType.Error ? reply.code : TrackerErrorCode.BadRequest, 'no connection id')
+    this.connection = { id: reply.connectionId, at: Date.now() }
+    return reply.connectionId
   }
 }

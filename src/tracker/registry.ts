@@ -1,9 +1,21 @@
+import { MAX_FILES_PER_NODE, MAX_NODES_PER_ADDRESS, SEQ_REORDER_SPAN, SEQ_REPLAY_WINDOW } from '../../configs.js'
 import type { FileIdentity, OwnerEntry } from '../messages/index.js'
 
 export interface RegistryInit {
   /** A node silent for longer than this is forgotten, with its ownerships. */
   pruneAfterMs: number
   now?: () => number
+  maxNodesPerAddress?: number
+  maxFilesPerNode?: number
+  /** How many recent sequence numbers per node are remembered (default SEQ_REPLAY_WINDOW). */
+  seqWindow?: number
+}
+
+/** A node's recently accepted request numbers; anything at or below `floor` is a replay. */
+interface SeqWindow {
+  floor: number
+  /** Ascending by seq. */
+  recent: Array<{ seq: number, txid: number }>
 }
 
 export interface NodeRecord {
@@ -32,7 +44,7 @@ export interface NeedResult {
 /** Why the registry refused an operation; the server maps it to a wire error. */
 export class RegistryError extends Error {
   override readonly name = 'RegistryError'
-  constructor (readonly code: 'unknown-node' | 'forbidden' | 'not-found', message: string) {
+  constructor (readonly code: 'unknown-node' | 'forbidden' | 'not-found' | 'limit', message: string) {
     super(message)
   }
 }
@@ -49,6 +61,10 @@ export interface RegistrySnapshot {
   nodes: Array<{ id: number, host: string, port: number, files: string[] }>
   files: Array<{ name: string, size: number, pieceSize: number, contentHash: string, owners: number[] }>
   credit: Array<[number, number]>
+  /** Node id → hex Ed25519 public key: the key that first registered the id owns it for good. */
+  keys?: Array<[number, string]>
+  /** Node id → highest request sequence number accepted (replays stay refused across restarts). */
+  seqs?: Array<[number, number]>
 }
 
 /**
@@ -62,6 +78,10 @@ export class Registry {
   private readonly byName = new Map<string, Set<string>>()
   /** Upload credit outlives a node's registration, so a node that comes back keeps its rank. */
   private readonly credit = new Map<number, number>()
+  private readonly keys = new Map<number, Buffer>()
+  private readonly seqs = new Map<number, SeqWindow>()
+  /** Credit each reporter has handed out per content: one download cannot be reported twice. */
+  private readonly reported = new Map<string, number>()
   private readonly now: () => number
   /** Bumped on every change, so the store knows when to write. */
   version = 0
@@ -75,10 +95,46 @@ export class Registry {
   getNode (id: number): NodeRecord | undefined { return this.nodes.get(id) }
   creditOf (id: number): number { return this.credit.get(id) ?? 0 }
 
+  /** The public key bound to `id`, if any. */
+  keyOf (id: number): Buffer | undefined { return this.keys.get(id) }
+
+  /** Binds `id` to `key` the first time; the caller has checked the key signed the request. */
+  bindKey (id: number, key: Buffer): void {
+    if (this.keys.has(id)) return
+    this.keys.set(id, Buffer.from(key))
+    this.version++
+  }
+
+  /**
+   * Classifies a signed request's sequence number, as an anti-replay window (RFC 4303 §3.4.3):
+   * 'retransmit' (a request already accepted, again: same seq and txid), 'new' (never seen, above
+   * the window's floor and within SEQ_REORDER_SPAN of the newest; now recorded) or 'replay'. The
+   * window holds the last SEQ_REPLAY_WINDOW accepted numbers, so a node's concurrent requests
+   * (heartbeat, OWN, NEED) are each accepted once whatever order they arrive or are retried in.
+   */
+  acceptSeq (id: number, seq: number, txid: number): 'new' | 'retransmit' | 'replay' {
+    const window = this.seqs.get(id) ?? { floor: -1, recent: [] }
+    const seen = window.recent.find((r) => r.seq === seq)
+    if (seen !== undefined) return seen.txid === txid ? 'retransmit' : 'replay'
+    const newest = window.recent.at(-1)?.seq ?? window.floor
+    if (seq <= window.floor || seq <= newest - SEQ_REORDER_SPAN) return 'replay'
+    let at = window.recent.length
+    while (at > 0 && (window.recent[at - 1]?.seq ?? seq) > seq) at--
+    window.recent.splice(at, 0, { seq, txid })
+    if (window.recent.length > (this.init.seqWindow ?? SEQ_REPLAY_WINDOW)) window.floor = window.recent.shift()?.seq ?? window.floor
+    this.seqs.set(id, window)
+    this.version++
+    return 'new'
+  }
+
   /** Join or heartbeat. Returns whether the node was already known (if not, it must re-announce). */
   register (id: number, host: string, port: number): { known: boolean } {
     const node = this.nodes.get(id)
     if (node === undefined) {
+      const max = this.init.maxNodesPerAddress ?? MAX_NODES_PER_ADDRESS
+      let here = 0
+      for (const n of this.nodes.values()) if (n.host === host) here++
+      if (here >= max) throw new RegistryError('limit', `${here} nodes already registered from ${host}`)
       this.nodes.set(id, { id, host, port, lastSeen: this.now(), files: new Set() })
       this.version++
       return { known: false }
@@ -117,6 +173,10 @@ export class Registry {
       names.add(key)
     }
     if (rec.owners.has(node.id)) return false
+    if (node.files.size >= (this.init.maxFilesPerNode ?? MAX_FILES_PER_NODE)) {
+      if (rec.owners.size === 0) this.files.delete(key)
+      throw new RegistryError('limit', `node ${node.id} already shares ${node.files.size} files`)
+    }
     rec.owners.add(node.id)
     node.files.add(key)
     return true
@@ -151,8 +211,9 @@ export class Registry {
   }
 
   /**
-   * The downloader's account of bytes received from each owner. Only owners of that content, other
-   * than the reporter, are credited, and never more than the file's size per report.
+   * The downloader's signed account of bytes received from each owner. Only owners of that content,
+   * other than the reporter, are credited, and all of one reporter's reports for a content together
+   * credit at most the file's size: a node cannot farm credit by reporting the same download twice.
    */
   update (id: number, host: string, port: number, contentHash: Buffer, received: Array<{ ownerId: number, bytes: number }>): number {
     this.sender(id, host, port)
@@ -162,15 +223,21 @@ export class Registry {
     // Entries for one owner are summed before the cap, so repeating an entry gains nothing.
     const perOwner = new Map<number, number>()
     for (const { ownerId, bytes } of received) perOwner.set(ownerId, (perOwner.get(ownerId) ?? 0) + bytes)
+    // One reporter receives a file at most once: all its reports for a content credit at most its size.
+    const reportKey = `${id}/${hex}`
+    let allowance = rec.identity.size - (this.reported.get(reportKey) ?? 0)
     let credited = 0
     for (const [ownerId, bytes] of perOwner) {
       const owner = this.nodes.get(ownerId)
       const ownsContent = owner !== undefined && [...owner.files].some((key) => key.startsWith(`${hex}/`))
       if (ownerId === id || !ownsContent) continue
-      const amount = Math.min(bytes, rec.identity.size)
+      const amount = Math.min(bytes, allowance)
+      if (amount <= 0) break
+      allowance -= amount
       this.credit.set(ownerId, this.creditOf(ownerId) + amount)
       credited += amount
     }
+    if (credited > 0) this.reported.set(reportKey, (this.reported.get(reportKey) ?? 0) + credited)
     if (credited > 0) this.version++
     return credited
   }
@@ -226,7 +293,10 @@ export class Registry {
       files: [...this.files.values()].map((r) => ({
         name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners]
       })),
-      credit: [...this.credit.entries()]
+      credit: [...this.credit.entries()],
+      keys: [...this.keys.entries()].map(([id, key]) => [id, key.toString('hex')]),
+      // A restart forgets the window: everything up to its highest number counts as used.
+      seqs: [...this.seqs.entries()].map(([id, w]) => [id, Math.max(w.floor, ...w.recent.map((r) => r.seq))])
     }
   }
 
@@ -245,5 +315,8 @@ export class Registry {
       }
     }
     for (const [id, c] of snap.credit) this.credit.set(id, c)
+    for (const [id, hex] of snap.keys ?? []) this.keys.set(id, Buffer.from(hex, 'hex'))
+    // A restored sequence number has no txid: anything at or below it is a replay.
+    for (const [id, seq] of snap.seqs ?? []) this.seqs.set(id, { floor: seq, recent: [] })
   }
 }

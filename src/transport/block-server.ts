@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, type RequestMsg, type Stream } from '../messages/index.js'
+import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, type HelloMsg, type RequestMsg, type Stream } from '../messages/index.js'
+import type { AddressTokens } from './auth.js'
 import { RATE_LIMIT_MAX_QUEUE_MS } from '../../configs.js'
 import type { Endpoint, RemoteAddress } from './endpoint.js'
 import type { TokenBucket } from './token-bucket.js'
@@ -19,6 +20,10 @@ export interface BlockServerInit {
   source: BlockSource
   /** Reads in progress at once; requests beyond it are dropped and the requester retries. */
   maxReadsInFlight: number
+  /** Reads in progress for one peer; a peer cannot take the whole budget. */
+  maxReadsPerPeer: number
+  /** Issues and checks handshake cookies: data goes only to addresses that answered a HELLO_ACK. */
+  cookies: AddressTokens
   /** The node's upload rate limit; answers wait for it, and past a second's worth of backlog requests are dropped. */
   uploadLimiter?: TokenBucket
   logger?: Logger
@@ -27,6 +32,9 @@ export interface BlockServerInit {
 
 export interface BlockServerStats {
   requests: number
+  hellos: number
+  /** Requests without a valid cookie (spoofed, stale, or never handshaken). */
+  badCookies: number
   rejected: number
   dropped: number
   readErrors: number
@@ -40,13 +48,17 @@ export interface BlockServerStats {
  * of exactly the size the requester asked for.
  */
 export class BlockServer {
-  readonly stats: BlockServerStats = { requests: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
+  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
   private readsInFlight = 0
   private queuedBytes = 0
   private readonly sendOrder = new Map<string, Promise<void>>()
+  private readonly readsPerPeer = new Map<string, number>()
 
   constructor (private readonly init: BlockServerInit) {
-    init.endpoint.onPeerRequest = (msg, from) => this.onRequest(msg, from)
+    init.endpoint.onPeerRequest = (msg, from) => {
+      if (msg.type === MessageType.Hello) this.onHello(msg, from)
+      else this.onRequest(msg, from)
+    }
   }
 
   private reject (msg: RequestMsg, to: RemoteAddress, reason: RejectReason): void {
@@ -59,8 +71,23 @@ export class BlockServer {
     }
   }
 
+  /** HELLO is padded to the size of HELLO_ACK, so answering any address never amplifies. */
+  private onHello (msg: HelloMsg, from: RemoteAddress): void {
+    this.stats.hellos++
+    try {
+      this.init.endpoint.send(encode({ type: MessageType.HelloAck, txid: msg.txid, cookie: this.init.cookies.issue(from) }), from)
+    } catch (err) {
+      this.init.logger?.debug({ err }, 'could not answer a hello')
+    }
+  }
+
   private onRequest (msg: RequestMsg, from: RemoteAddress): void {
     this.stats.requests++
+    if (!this.init.cookies.check(from, msg.cookie)) {
+      this.stats.badCookies++
+      this.reject(msg, from, RejectReason.BadCookie)
+      return
+    }
     const resource = this.init.source.open(msg.contentHash, msg.stream)
     if (resource === undefined) {
       this.reject(msg, from, RejectReason.UnknownContent)
@@ -76,38 +103,52 @@ export class BlockServer {
       this.stats.dropped++
       return
     }
+    const key = `${from.host}:${from.port}`
+    const peerReads = this.readsPerPeer.get(key) ?? 0
+    if (peerReads >= this.init.maxReadsPerPeer) {
+      this.stats.dropped++
+      return
+    }
     this.queuedBytes += msg.length
+    this.readsPerPeer.set(key, peerReads + 1)
     this.readsInFlight++
     const read = resource.read(msg.offset, msg.length)
     // Reads run in parallel but answers leave in request order: the requester's loss detection
     // relies on an owner answering in order (RFC 9002's time threshold).
-    const key = `${from.host}:${from.port}`
     const previous = this.sendOrder.get(key) ?? Promise.resolve()
     const sent = previous.then(async () => await read).then(async (data) => {
-      if (limiter !== undefined) {
-        const wait = limiter.delayFor(data.length)
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
-        limiter.take(data.length)
-      }
-      this.sendData(msg, from, data)
+      await this.sendData(msg, from, data)
     }, (err: unknown) => {
       this.stats.readErrors++
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
       this.reject(msg, from, RejectReason.UnknownContent)
     }).finally(() => {
       this.readsInFlight--
+      const left = (this.readsPerPeer.get(key) ?? 1) - 1
+      if (left <= 0) this.readsPerPeer.delete(key)
+      else this.readsPerPeer.set(key, left)
       this.queuedBytes -= msg.length
       if (this.sendOrder.get(key) === sent) this.sendOrder.delete(key)
     })
     this.sendOrder.set(key, sent)
   }
 
-  private sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer): void {
+  /**
+   * Sends a response datagram by datagram. Under an upload limit each datagram waits for its own
+   * tokens: the first leaves at once and the rest stream at the rate, so the requester's RTT
+   * samples (taken on the first datagram) see the real queue, not a whole response's worth of wait.
+   */
+  private async sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer): Promise<void> {
     const payloadBytes = msg.datagramBytes - DATA_HEADER_BYTES
-    const { endpoint } = this.init
+    const { endpoint, uploadLimiter } = this.init
     try {
       for (let at = 0; at < data.length; at += payloadBytes) {
         const chunk = data.subarray(at, Math.min(at + payloadBytes, data.length))
+        if (uploadLimiter !== undefined) {
+          const wait = uploadLimiter.delayFor(chunk.length)
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+          uploadLimiter.take(chunk.length)
+        }
         endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
         this.stats.datagramsSent++
         this.stats.bytesSent += chunk.length

@@ -136,6 +136,8 @@ export class Ledbat implements CongestionController {
 
   onRttSample (rttMs: number, now: number): void {
     const slotMs = this.historyMs / 10
+    // Age the base by time, not by sample count: after a long idle gap the old minimum is stale.
+    while (this.baseSlots.length > 0 && (this.baseSlots[0] as { start: number }).start <= now - this.historyMs) this.baseSlots.shift()
     const last = this.baseSlots[this.baseSlots.length - 1]
     if (last === undefined || now - last.start >= slotMs) {
       this.baseSlots.push({ start: now, min: rttMs })

@@ -1,10 +1,11 @@
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from 'pino'
-import { DEFAULT_SOCKET_BUFFER_BYTES, MALFORMED_LOG_INTERVAL_MS } from '../../configs.js'
+import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND } from '../../configs.js'
+import { LogThrottle } from '../log-throttle.js'
 import {
   MessageType, tryDecode,
-  type DataMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest
+  type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest
 } from '../messages/index.js'
 import { TransportClosedError } from './errors.js'
 
@@ -26,7 +27,7 @@ export interface EndpointInit {
   filterExempt?: RemoteAddress
 }
 
-export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg, from: RemoteAddress) => void
+export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg | HelloAckMsg, from: RemoteAddress) => void
 
 export interface EndpointStats {
   datagramsIn: number
@@ -46,8 +47,9 @@ export interface EndpointStats {
  * at a bounded rate and dropped; no handler exception escapes the socket loop.
  */
 export class Endpoint {
-  onTrackerRequest: ((msg: TrackerRequest, from: RemoteAddress, size: number) => void) | undefined
-  onPeerRequest: ((msg: RequestMsg, from: RemoteAddress) => void) | undefined
+  /** `raw` is the datagram as received, for checking its signature. */
+  onTrackerRequest: ((msg: TrackerRequest, from: RemoteAddress, raw: Buffer) => void) | undefined
+  onPeerRequest: ((msg: RequestMsg | HelloMsg, from: RemoteAddress) => void) | undefined
 
   readonly stats: EndpointStats = {
     datagramsIn: 0, datagramsOut: 0, bytesIn: 0, bytesOut: 0, malformed: 0, malformedByCause: {}, unsolicited: 0, sendErrors: 0
@@ -56,8 +58,7 @@ export class Endpoint {
   private readonly pending = new Map<number, ReplyHandler>()
   private nextTxid = (Math.random() * 0xffffffff) >>> 0
   private closed = false
-  private lastMalformedLog = 0
-  private suppressedMalformed = 0
+  private readonly malformedLog = new LogThrottle(HOSTILE_LOG_PER_SECOND, HOSTILE_LOG_BURST)
 
   private constructor (
     private readonly socket: dgram.Socket,
@@ -151,24 +152,26 @@ export class Endpoint {
       return
     }
     try {
-      this.route(decoded.msg, from, buf.length)
+      this.route(decoded.msg, from, buf)
     } catch (err) {
       // A handler bug must not take the socket down; it is logged loudly instead.
       this.logger?.error({ err, type: decoded.msg.type, from }, 'handler threw; datagram dropped')
     }
   }
 
-  private route (msg: Message, from: RemoteAddress, size: number): void {
+  private route (msg: Message, from: RemoteAddress, raw: Buffer): void {
     switch (msg.type) {
       case MessageType.Request:
+      case MessageType.Hello:
         this.onPeerRequest?.(msg, from)
         return
+      case MessageType.Connect:
       case MessageType.Register:
       case MessageType.Own:
       case MessageType.Need:
       case MessageType.Update:
       case MessageType.Exit:
-        this.onTrackerRequest?.(msg, from, size)
+        this.onTrackerRequest?.(msg, from, raw)
         return
       default: {
         const handler = this.pending.get(msg.txid)
@@ -184,14 +187,8 @@ export class Endpoint {
   private countMalformed (cause: MalformedCause, detail: string, from: RemoteAddress): void {
     this.stats.malformed++
     this.stats.malformedByCause[cause] = (this.stats.malformedByCause[cause] ?? 0) + 1
-    const now = Date.now()
-    if (now - this.lastMalformedLog >= MALFORMED_LOG_INTERVAL_MS) {
-      this.logger?.warn({ cause, detail, from, suppressed: this.suppressedMalformed, total: this.stats.malformed }, 'malformed datagram dropped')
-      this.lastMalformedLog = now
-      this.suppressedMalformed = 0
-    } else {
-      this.suppressedMalformed++
-    }
+    const suppressed = this.malformedLog.admit()
+    if (suppressed !== undefined) this.logger?.warn({ cause, detail, from, suppressed, total: this.stats.malformed }, 'malformed datagram dropped')
   }
 }
 

@@ -15,7 +15,7 @@ const IPV6_UDP_HEADERS = 48
 export function pathDatagramCap (host: string): number {
   const top = Math.min(MAX_DATAGRAM_BYTES, Math.max(...DATAGRAM_PROBE_LADDER))
   const plain = host.startsWith('::ffff:') ? host.slice(7) : host
-  if (plain === '::1' || plain.startsWith('127.')) return top
+  if (plain === '::1' || (isIPv4(plain) && plain.startsWith('127.'))) return top
   const family = isIPv4(plain) ? 'ipv4' : isIPv6(plain) ? 'ipv6' : undefined
   if (family === undefined) return DEFAULT_OFF_LINK_MAX_DATAGRAM_BYTES
   for (const [name, addrs] of Object.entries(os.networkInterfaces())) {

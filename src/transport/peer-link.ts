@@ -1,9 +1,9 @@
 import type { Logger } from 'pino'
 import {
-  DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD,
+  BLACK_HOLE_TIMEOUTS, DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD,
   MAX_DATAGRAMS_PER_REQUEST, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
 } from '../../configs.js'
-import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type RejectMsg, type Stream } from '../messages/index.js'
+import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type HelloAckMsg, type RejectMsg, type Stream } from '../messages/index.js'
 import { createCongestionController, type CongestionController } from './congestion.js'
 import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
 import { abortError, PeerRejectedError, PeerTimeoutError, TransportClosedError } from './errors.js'
@@ -108,7 +108,12 @@ export class PeerLink {
   private readonly baseDatagramBytes: number
   private readonly probeLadder: number[]
   private probe: { size: number, txid: number, sentAt: number, attempts: number } | undefined
+  /** The owner's handshake cookie; requests wait for it. */
+  private cookie: Buffer | undefined
+  private hello: { txid: number, sentAt: number } | undefined
   private deliveredSinceProbe = 0
+  private readonly fullLadder: number[]
+  private timeoutsInARow = 0
   private readonly pacer: TokenBucket
   private readonly downloadLimiter: TokenBucket | undefined
   private pumpTimer: NodeJS.Timeout | undefined
@@ -134,7 +139,8 @@ export class PeerLink {
     this.datagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
     this.baseDatagramBytes = this.datagramBytes
     const cap = init.maxDatagramBytes ?? this.datagramBytes
-    this.probeLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.datagramBytes && size <= cap)
+    this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.datagramBytes && size <= cap)
+    this.probeLadder = [...this.fullLadder]
     this.downloadLimiter = init.downloadLimiter
     // Refreshed from cwnd/srtt as samples come in; until then it does not hold anything back.
     this.pacer = new TokenBucket(Number.MAX_SAFE_INTEGER / 4, Number.MAX_SAFE_INTEGER / 4)
@@ -194,6 +200,7 @@ export class PeerLink {
     if (this.timer !== undefined) clearTimeout(this.timer)
     if (this.pumpTimer !== undefined) clearTimeout(this.pumpTimer)
     if (this.probe !== undefined) this.endpoint.release(this.probe.txid)
+    if (this.hello !== undefined) this.endpoint.release(this.hello.txid)
   }
 
   /**
@@ -203,6 +210,10 @@ export class PeerLink {
    */
   private pump (): void {
     if (this.closed || this.pumpTimer !== undefined) return
+    if (this.cookie === undefined) {
+      if (this.fetches.length > 0) this.sayHello()
+      return
+    }
     const cwnd = this.cc.cwnd
     const batch = Math.max(1, Math.min(MAX_DATAGRAMS_PER_REQUEST, Math.floor(cwnd / 4)))
     for (const fetch of this.fetches) {
@@ -221,6 +232,31 @@ export class PeerLink {
         this.sendRequest(fetch, run.first, run.count)
       }
     }
+  }
+
+  /** Asks the owner for a cookie (HELLO), unless a HELLO is already out; the timer resends it. */
+  private sayHello (): void {
+    if (this.hello !== undefined) return
+    const txid = this.endpoint.register((msg, from) => {
+      if (!sameAddress(from, this.remote) || msg.type !== MessageType.HelloAck) return
+      this.endpoint.release(txid)
+      this.hello = undefined
+      this.lastHeard = performance.now()
+      this.cookie = (msg as HelloAckMsg).cookie
+      this.pump()
+    })
+    const now = performance.now()
+    this.hello = { txid, sentAt: now }
+    this.endpoint.send(encode({ type: MessageType.Hello, txid }), this.remote)
+    this.armTimer(now + this.rtt.rto)
+  }
+
+  private checkHello (now: number): void {
+    if (this.hello === undefined || now - this.hello.sentAt < this.rtt.rto) return
+    this.endpoint.release(this.hello.txid)
+    this.hello = undefined
+    this.rtt.backoff()
+    this.sayHello()
   }
 
   /** How long the pacer and the node's download limit want the next request of `bytes` held back. */
@@ -283,6 +319,7 @@ export class PeerLink {
       open: true
     }
     req.txid = this.endpoint.register((msg, from) => this.onReply(req, msg as DataMsg | RejectMsg, from))
+    const cookie = this.cookie as Buffer
     fetch.txids.push(req.txid)
     this.byTxid.set(req.txid, req)
     this.open.push(req)
@@ -295,6 +332,7 @@ export class PeerLink {
     this.endpoint.send(encode({
       type: MessageType.Request,
       txid: req.txid,
+      cookie,
       contentHash: fetch.init.contentHash,
       stream: fetch.init.stream,
       offset: fetch.init.offset + firstBlock * fetch.payloadBytes,
@@ -310,8 +348,21 @@ export class PeerLink {
       return
     }
     const now = performance.now()
-    this.lastHeard = now
     const fetch = req.fetch
+    // lastHeard moves only for a reply that makes sense: an owner that answers every request with
+    // data for the wrong offset must still time out, not keep the download waiting forever.
+    if (msg.type === MessageType.Reject) this.lastHeard = now
+    if (msg.type === MessageType.Reject && msg.reason === RejectReason.BadCookie) {
+      // The owner restarted or the cookie aged out: not an error, not congestion. Handshake again
+      // and ask for the same blocks.
+      for (let j = 0; j < req.state.length; j++) {
+        if (req.state[j] === WAITING) this.markLost(req, j, now, false)
+      }
+      this.closeRequest(req)
+      this.cookie = undefined
+      this.pump()
+      return
+    }
     if (msg.type === MessageType.Reject) {
       this.endFetch(fetch, new PeerRejectedError(`owner ${from.host}:${from.port} refused: ${RejectReason[msg.reason] ?? msg.reason}`, msg.reason))
       return
@@ -325,7 +376,9 @@ export class PeerLink {
       this.counters.unexpected++
       return
     }
+    this.lastHeard = now
     this.counters.datagramsReceived++
+    this.timeoutsInARow = 0
     if (!req.sampled) {
       req.sampled = true
       this.rtt.sample(now - req.sentAt)
@@ -388,16 +441,16 @@ export class PeerLink {
     }
   }
 
-  private markLost (req: Request, i: number, now: number): void {
+  private markLost (req: Request, i: number, now: number, congestion = true): void {
     req.state[i] = LOST
     req.waiting--
     this.inflight--
     const block = req.firstBlock + i
     if (req.fetch.received[block] === 0) {
       req.fetch.retransmit.push(block)
-      this.counters.retransmits++
+      if (congestion) this.counters.retransmits++
     }
-    this.cc.onLoss(req.sentAt, now)
+    if (congestion) this.cc.onLoss(req.sentAt, now)
   }
 
   private closeRequest (req: Request): void {
@@ -441,7 +494,7 @@ export class PeerLink {
    */
   private maybeProbe (): void {
     const size = this.probeLadder[0]
-    if (size === undefined || this.probe !== undefined || this.deliveredSinceProbe < PROBE_AFTER_DATAGRAMS) return
+    if (size === undefined || this.probe !== undefined || this.cookie === undefined || this.deliveredSinceProbe < PROBE_AFTER_DATAGRAMS) return
     const payload = size - DATA_HEADER_BYTES
     const fetch = this.fetches.find((f) => f.init.length >= payload)
     if (fetch === undefined) return
@@ -463,7 +516,7 @@ export class PeerLink {
     this.probe = { size, txid, sentAt: now, attempts: attempt }
     this.counters.probesSent++
     this.endpoint.send(encode({
-      type: MessageType.Request, txid, contentHash: fetch.init.contentHash, stream: fetch.init.stream,
+      type: MessageType.Request, txid, cookie: this.cookie as Buffer, contentHash: fetch.init.contentHash, stream: fetch.init.stream,
       offset: fetch.init.offset, length: payload, datagramBytes: size
     }), this.remote)
     this.armTimer(now + 2 * this.rtt.rto)
@@ -489,13 +542,14 @@ export class PeerLink {
     if (this.closed) return
     const now = performance.now()
     this.checkProbe(now)
-    if (this.open.length === 0) return
+    if (this.fetches.length === 0) return
     if (now - this.lastHeard >= this.idleTimeoutMs) {
       const err = new PeerTimeoutError(`owner ${this.remote.host}:${this.remote.port} sent nothing for ${Math.round(now - this.lastHeard)} ms`)
       this.logger?.debug({ remote: this.remote }, err.message)
       for (const f of [...this.fetches]) this.endFetch(f, err)
       return
     }
+    this.checkHello(now)
     const rto = this.rtt.rto
     let expiredSilent = false
     let next = Infinity
@@ -519,17 +573,21 @@ export class PeerLink {
       this.counters.timeouts++
       this.rtt.backoff()
       this.cc.onTimeout(now)
-      // RFC 8899 black-hole detection: a path that went silent after a size increase may not carry
-      // that size any more; new fetches go back to the base size and probing stops.
-      if (this.datagramBytes > this.baseDatagramBytes) {
-        this.logger?.debug({ remote: this.remote, from: this.datagramBytes }, 'datagram size back to base after a timeout')
+      // RFC 8899 black-hole detection: a path that keeps going silent after a size increase may
+      // no longer carry that size. New fetches go back to the base size and the search starts over
+      // (a path that really lost the size fails its probes and stays at the base). One timeout is
+      // not evidence: a CPU-starved process times out too.
+      this.timeoutsInARow++
+      if (this.datagramBytes > this.baseDatagramBytes && this.timeoutsInARow >= BLACK_HOLE_TIMEOUTS) {
+        this.logger?.debug({ remote: this.remote, from: this.datagramBytes }, 'datagram size back to base after timeouts')
         this.datagramBytes = this.baseDatagramBytes
-        this.probeLadder.length = 0
+        this.probeLadder.splice(0, this.probeLadder.length, ...this.fullLadder)
+        this.deliveredSinceProbe = 0
       }
     }
     this.pump()
     if (next < Infinity) this.armTimer(next)
     // Keep checking for an idle owner while we wait on it, even when every request was retired.
-    if (this.open.length > 0) this.armTimer(Math.min(this.timerAt, now + this.rtt.rto))
+    if (this.fetches.length > 0) this.armTimer(Math.min(this.timerAt, now + this.rtt.rto))
   }
 }

@@ -45,3 +45,27 @@ export class TokenBucket {
 export function limiterBurst (bytesPerSecond: number, minBurst: number): number {
   return Math.max(minBurst, bytesPerSecond / 20)
 }
+
+/**
+ * One token bucket per source IP, for counting requests (1 token each). At most `maxAddresses`
+ * are remembered (least recently used forgotten first), so a flood from many sources cannot grow it.
+ */
+export class PerAddressLimiter {
+  private readonly buckets = new Map<string, TokenBucket>()
+
+  constructor (private readonly perSecond: number, private readonly burst: number, private readonly maxAddresses: number) {}
+
+  allow (host: string): boolean {
+    let b = this.buckets.get(host)
+    if (b === undefined) {
+      if (this.buckets.size >= this.maxAddresses) this.buckets.delete(this.buckets.keys().next().value as string)
+      b = new TokenBucket(this.perSecond, this.burst)
+    } else {
+      this.buckets.delete(host)
+    }
+    this.buckets.set(host, b)
+    if (b.delayFor(1) > 0) return false
+    b.take(1)
+    return true
+  }
+}

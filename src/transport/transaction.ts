@@ -1,7 +1,7 @@
 import {
   TRACKER_REQUEST_INITIAL_TIMEOUT_MS, TRACKER_REQUEST_MAX_TIMEOUT_MS, TRACKER_REQUEST_TOTAL_TIMEOUT_MS
 } from '../../configs.js'
-import { encode, type TrackerReply, type TrackerRequest, type WithoutTxid } from '../messages/index.js'
+import type { TrackerReply } from '../messages/index.js'
 import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
 import { abortError, RequestTimeoutError } from './errors.js'
 
@@ -13,10 +13,11 @@ export interface TransactionInit {
 }
 
 /**
- * Sends a request and resolves with the first reply from `to` that carries its txid, resending
- * with exponential backoff. Replies from any other address are ignored (they could be forged).
+ * Sends the datagram `build(txid)` and resolves with the first reply from `to` that carries its
+ * txid, resending the same bytes with exponential backoff. Replies from any other address are
+ * ignored (they could be forged).
  */
-export async function transact (endpoint: Endpoint, to: RemoteAddress, request: WithoutTxid<TrackerRequest>, init: TransactionInit = {}): Promise<TrackerReply> {
+export async function transact (endpoint: Endpoint, to: RemoteAddress, build: (txid: number) => Buffer, init: TransactionInit = {}): Promise<TrackerReply> {
   const { signal } = init
   if (signal?.aborted === true) throw abortError(signal)
   const initial = init.initialTimeoutMs ?? TRACKER_REQUEST_INITIAL_TIMEOUT_MS
@@ -41,7 +42,14 @@ export async function transact (endpoint: Endpoint, to: RemoteAddress, request: 
       finish()
       resolve(msg as TrackerReply)
     })
-    const datagram = encode({ ...request, txid } as TrackerRequest)
+    let datagram: Buffer
+    try {
+      datagram = build(txid)
+    } catch (err) {
+      finish()
+      reject(err)
+      return
+    }
     const attempt = (): void => {
       const elapsed = Date.now() - started
       if (elapsed >= total) {

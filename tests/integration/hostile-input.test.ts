@@ -2,12 +2,12 @@ import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { DEFAULT_PIECE_SIZE, MAX_DATAGRAM_BYTES } from '../../configs.js'
-import { encode, MessageType, tryDecode, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
+import { MessageType, tryDecode, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { hashFile } from '../../src/node/manifest.js'
 import { deriveSeed, Prng } from '../../src/transport/prng.js'
 import { cleanup, makeHome, makeRandomFile, readLog, startNode, startTracker, waitFor } from '../helpers/processes.js'
 import {
-  fakeFile, flood, hostileDatagrams, LOCALHOST, localhost, peerRequest, randomBytes, rejectReason, runCli, WireClient
+  fakeFile, flood, hostileDatagrams, LOCALHOST, localhost, peerRequest, randomBytes, rejectReason, runCli, WireClient, type TxidWatch
 } from '../helpers/wire.js'
 
 const homes: string[] = []
@@ -51,8 +51,10 @@ describe('hostile datagrams', () => {
     const nodeAddr = localhost(node.port)
 
     const attacker = await client()
-    const sentToTracker = await flood(attacker.endpoint, trackerAddr, hostileDatagrams(deriveSeed(FUZZ_SEED, 0), FUZZ_COUNT))
-    const sentToNode = await flood(attacker.endpoint, nodeAddr, hostileDatagrams(deriveSeed(FUZZ_SEED, 1), FUZZ_COUNT))
+    const toTracker = [...hostileDatagrams(deriveSeed(FUZZ_SEED, 0), FUZZ_COUNT)]
+    const toNode = [...hostileDatagrams(deriveSeed(FUZZ_SEED, 1), FUZZ_COUNT)]
+    const sentToTracker = await flood(attacker.endpoint, trackerAddr, toTracker)
+    const sentToNode = await flood(attacker.endpoint, nodeAddr, toNode)
     expect(sentToTracker + sentToNode).toBe(2 * FUZZ_COUNT)
 
     // The tracker still serves, and its state was not corrupted: node 7 still owns its file at its own address.
@@ -71,6 +73,24 @@ describe('hostile datagrams', () => {
 
     expect(tracker.exitCode).toBeUndefined()
     expect(node.exitCode).toBeUndefined()
+
+    // No amplification under fuzz: whatever the tracker and the node answered the attacker is no
+    // larger than the (decodable) datagram with that txid it answers, and no DATA ever went to the
+    // attacker (none of its REQUESTs carried a cookie the node issued).
+    const answers = await attacker.quiet(0, 300, 20_000)
+    const largestRequest = new Map<number, number>()
+    for (const d of [...toTracker, ...toNode]) {
+      const decoded = tryDecode(d)
+      if (!decoded.ok) continue
+      largestRequest.set(decoded.msg.txid, Math.max(largestRequest.get(decoded.msg.txid) ?? 0, d.length))
+    }
+    expect(answers.length).toBeGreaterThan(0)
+    const oversized = answers.filter((a) => a.msg === undefined || !(a.bytes.length <= (largestRequest.get(a.msg.txid) ?? -1)))
+    expect(oversized.map((a) => [a.msg === undefined ? 'undecodable' : MessageType[a.msg.type], a.bytes.length])).toEqual([])
+    expect(answers.filter((a) => a.msg?.type === MessageType.Data)).toEqual([])
+    // Cookies are what stopped the fuzzed REQUESTs: the node refused some for that reason.
+    expect(answers.some((a) => a.msg?.type === MessageType.Reject && a.msg.reason === RejectReason.BadCookie)).toBe(true)
+
     // The flood really reached the node: what does not decode was counted as malformed (some
     // bit-flipped messages still decode and are handled as such), and the REPL still answers.
     const expectedMalformed = countMalformed(hostileDatagrams(deriveSeed(FUZZ_SEED, 1), FUZZ_COUNT))
@@ -139,14 +159,16 @@ describe('path traversal', () => {
     await c.register(to, 5)
     const prng = new Prng(77)
     const bad = ['../x', '..', 'a/../../b', '/etc/passwd', 'a\\b', '.udptorrent', 'x.part', 'nul\u0000byte']
-    const watches = bad.flatMap((name) => {
-      // encode() does not judge names (only decode does), so the hostile datagrams build normally.
+    const watches: TxidWatch[] = []
+    for (const name of bad) {
+      // encode() does not judge names (only decode does), so the hostile datagrams build normally,
+      // properly signed by the registered node: only the name is wrong with them.
       const need = c.watchTxid()
-      c.send(encode({ type: MessageType.Need, txid: need.txid, nodeId: 5, name }), to)
+      c.send(await c.build(to, { type: MessageType.Need, nodeId: 5, name }, {}, need.txid), to)
       const own = c.watchTxid()
-      c.send(encode({ type: MessageType.Own, txid: own.txid, nodeId: 5, file: fakeFile(prng, name) }), to)
-      return [need, own]
-    })
+      c.send(await c.build(to, { type: MessageType.Own, nodeId: 5, file: fakeFile(prng, name) }, {}, own.txid), to)
+      watches.push(need, own)
+    }
     // The tracker handles datagrams from one socket in order and answers on the same path, so by
     // the time this later request is answered, any reply to the bad ones would have arrived.
     const ok = await c.need(to, 5, 'x')

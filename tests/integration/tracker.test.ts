@@ -129,6 +129,7 @@ describe('tracker over the wire', () => {
     const a = await node(to, 51)
     const b = await node(to, 52)
     const c = await node(to, 53)
+    const d = await node(to, 54)
     await a.own(to, 51, file)
     await b.own(to, 52, file)
     // Equal credit: lower id first.
@@ -139,16 +140,51 @@ describe('tracker over the wire', () => {
     const ranked = await c.need(to, 53, 'ranked.bin')
     expect(ranked.owners.map((o) => [o.nodeId, o.credit])).toEqual([[52, 700_000], [51, 300_000]])
 
-    // A report claiming more than the file's size is capped at the size: A overtakes B by exactly that.
-    await c.update(to, 53, file.contentHash, [{ ownerId: 51, bytes: 5_000_000_000 }])
+    // A report claiming more than the file's size is capped at the size: A overtakes B by exactly
+    // that. It comes from D, which reported nothing for this content yet, so the cap on a single
+    // report is what is measured here whether or not reports are also capped in total (next test).
+    await d.update(to, 54, file.contentHash, [{ ownerId: 51, bytes: 5_000_000_000 }])
     const capped = await c.need(to, 53, 'ranked.bin')
     expect(capped.owners.map((o) => [o.nodeId, o.credit])).toEqual([[51, 1_300_000], [52, 700_000]])
 
     const updates = await waitFor('update records in the tracker log', async () => {
       const recs = (await readLog(home, 'tracker')).filter((r) => r.event === 'update')
-      return recs.length === 2 ? recs : undefined
+      return recs.length >= 2 ? recs : undefined
     }, 5_000)
-    expect(updates.map((r) => r.credited)).toEqual([1_000_000, 1_000_000])
+    expect(updates.map((r) => [r.nodeId, r.credited])).toEqual([[53, 1_000_000], [54, 1_000_000]])
+  })
+
+  it('one reporter credits at most the file size for a content in total, across all its reports', async () => {
+    const { to, home } = await trackerSetup()
+    const prng = new Prng(112)
+    const file = fakeFile(prng, 'capped.bin', 1_000_000)
+    const a = await node(to, 141)
+    const b = await node(to, 142)
+    const c = await node(to, 143)
+    const d = await node(to, 144)
+    await a.own(to, 141, file)
+    await b.own(to, 142, file)
+    const credits = async (): Promise<number[][]> => (await d.need(to, 144, 'capped.bin')).owners.map((o) => [o.nodeId, o.credit])
+
+    // 600 KB, then 300 KB: both fit in the file's size and are credited in full.
+    await c.update(to, 143, file.contentHash, [{ ownerId: 141, bytes: 600_000 }])
+    await c.update(to, 143, file.contentHash, [{ ownerId: 142, bytes: 300_000 }])
+    expect(await credits()).toEqual([[141, 600_000], [142, 300_000]])
+    // 500 KB more: only the 100 KB left of C's allowance for this content is credited...
+    await c.update(to, 143, file.contentHash, [{ ownerId: 142, bytes: 500_000 }])
+    expect(await credits()).toEqual([[141, 600_000], [142, 400_000]])
+    // ...and after that, nothing: repeating reports of one download gains nothing.
+    for (let i = 0; i < 3; i++) await c.update(to, 143, file.contentHash, [{ ownerId: 142, bytes: 1_000_000 }])
+    expect(await credits()).toEqual([[141, 600_000], [142, 400_000]])
+    // Another reporter has its own allowance (control: the cap is per reporter, not global).
+    await d.update(to, 144, file.contentHash, [{ ownerId: 142, bytes: 250_000 }])
+    expect(await credits()).toEqual([[142, 650_000], [141, 600_000]])
+
+    const updates = await waitFor('7 update records in the tracker log', async () => {
+      const recs = (await readLog(home, 'tracker')).filter((r) => r.event === 'update')
+      return recs.length >= 7 ? recs : undefined
+    }, 5_000)
+    expect(updates.map((r) => r.credited)).toEqual([600_000, 300_000, 100_000, 0, 0, 0, 250_000])
   })
 
   it('UPDATE crediting oneself (or a non-owner) gives nothing; UPDATE for unknown content is NotFound', async () => {
@@ -222,24 +258,61 @@ describe('tracker over the wire', () => {
     expect((await b.need(to, 92, 'x.bin')).file).toBeNull()
   })
 
-  it('a registered node id used from another address is refused with Forbidden, and changes nothing', async () => {
-    const { to } = await trackerSetup()
+  it('a registered node id claimed by another key is refused (Forbidden / BadSignature), and changes nothing', async () => {
+    const { to, home } = await trackerSetup()
     const prng = new Prng(108)
     const real = await node(to, 101)
     const file = fakeFile(prng, 'mine.bin')
     await real.own(to, 101, file)
+    // Another process: its own socket and its own key.
     const impostor = await client()
+    expect(impostor.identity.publicKey.equals(real.identity.publicKey)).toBe(false)
+    const register = await impostor.refused(to, { type: MessageType.Register, nodeId: 101 })
+    expect(register.code).toBe(TrackerErrorCode.Forbidden)
+    // The rest are signed with a key the id is not bound to.
     const forged = [
       await impostor.refused(to, { type: MessageType.Own, nodeId: 101, file: fakeFile(prng, 'forged.bin') }),
       await impostor.refused(to, { type: MessageType.Need, nodeId: 101, name: 'mine.bin' }),
       await impostor.refused(to, { type: MessageType.Update, nodeId: 101, contentHash: file.contentHash, received: [] }),
       await impostor.refused(to, { type: MessageType.Exit, nodeId: 101 })
     ]
-    expect(forged.map((r) => r.code)).toEqual(Array(4).fill(TrackerErrorCode.Forbidden))
+    expect(forged.map((r) => r.code)).toEqual(Array(4).fill(TrackerErrorCode.BadSignature))
     const observer = await node(to, 102)
     const reply = await observer.need(to, 102, 'mine.bin')
     expect(reply.owners).toEqual([{ nodeId: 101, host: LOCALHOST, port: real.port, credit: 0, complete: true }])
     expect((await observer.need(to, 102, 'forged.bin')).file).toBeNull()
+    // The real node still speaks for its id.
+    expect((await real.register(to, 101)).known).toBe(true)
+    const refusals = await waitFor('5 refused records in the tracker log', async () => {
+      const recs = (await readLog(home, 'tracker')).filter((r) => r.event === 'refused' && (r.from as { port: number }).port === impostor.port)
+      return recs.length >= 5 ? recs : undefined
+    }, 5_000)
+    expect(refusals.map((r) => r.cause)).toEqual(['foreign-key', ...Array(4).fill('bad-signature')])
+  })
+
+  it('the same key from a new address moves the node (a restart on a new port); the old address is then Forbidden', async () => {
+    const { to } = await trackerSetup()
+    const prng = new Prng(113)
+    const first = await client()
+    expect((await first.register(to, 151)).known).toBe(false)
+    const file = fakeFile(prng, 'moving.bin')
+    await first.own(to, 151, file)
+    const observer = await node(to, 152)
+    expect((await observer.need(to, 152, 'moving.bin')).owners.map((o) => o.port)).toEqual([first.port])
+
+    // The restarted node: same key, new socket. Before it registers, the new address is not the node's.
+    const second = await WireClient.open({ identity: first.identity })
+    clients.push(second)
+    expect(second.port).not.toBe(first.port)
+    expect((await second.refused(to, { type: MessageType.Own, nodeId: 151, file })).code).toBe(TrackerErrorCode.Forbidden)
+    const moved = await second.register(to, 151)
+    expect(moved.known).toBe(true)
+    // Its files are now offered at the new address...
+    expect((await observer.need(to, 152, 'moving.bin')).owners).toEqual([{ nodeId: 151, host: LOCALHOST, port: second.port, credit: 0, complete: true }])
+    // ...and the old address, even with the right key, no longer speaks for the node.
+    expect((await first.refused(to, { type: MessageType.Need, nodeId: 151, name: 'moving.bin' })).code).toBe(TrackerErrorCode.Forbidden)
+    expect((await first.refused(to, { type: MessageType.Exit, nodeId: 151 })).code).toBe(TrackerErrorCode.Forbidden)
+    expect(ownerIds(await observer.need(to, 152, 'moving.bin'))).toEqual([151])
   })
 
   it('a node that stops heartbeating is pruned after 2.5 intervals, with its files', async () => {
@@ -289,6 +362,9 @@ describe('tracker over the wire', () => {
     await a.own(to, 121, file)
     await c.own(to, 123, file)
     await b.update(to, 122, file.contentHash, [{ ownerId: 123, bytes: 1234 }])
+    // A request B made before the restart, to replay after it.
+    const old = await b.exchange(to, { type: MessageType.Need, nodeId: 122, name: 'durable.bin' })
+    expect(old.reply.type).toBe(MessageType.NeedReply)
 
     await waitFor('tracker.json to hold the file, its owners and the credit', async () => {
       const db = await trackerDb(home)
@@ -309,6 +385,13 @@ describe('tracker over the wire', () => {
       { nodeId: 121, host: LOCALHOST, port: a.port, credit: 0, complete: true }
     ])
     expect((await a.register(to, 121)).known).toBe(true)
+    // What protects the ids survived too: sequence numbers (the old datagram is a replay, not a
+    // BadConnection: the connection-id secret is kept as well) and key bindings.
+    const replayed = await b.sendRaw(to, old.datagram)
+    expect(replayed?.msg).toMatchObject({ type: MessageType.Error, code: TrackerErrorCode.Replay })
+    const impostor = await client()
+    expect((await impostor.refused(to, { type: MessageType.Register, nodeId: 121 })).code).toBe(TrackerErrorCode.Forbidden)
+    expect((await b.need(to, 122, 'durable.bin')).owners.map((o) => o.nodeId)).toEqual([123, 121])
   })
 
   it.each([

@@ -1,14 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { MIN_RTO_MS } from '../../configs.js'
-import { DATA_HEADER_BYTES, RejectReason, Stream } from '../../src/messages/index.js'
+import { COOKIE_BYTES, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
+import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
+import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
 import { Endpoint } from '../../src/transport/endpoint.js'
 import { PeerRejectedError, PeerTimeoutError } from '../../src/transport/errors.js'
 import type { ImpairmentInit } from '../../src/transport/impairment.js'
 import { PeerLink } from '../../src/transport/peer-link.js'
+import { TokenBucket } from '../../src/transport/token-bucket.js'
 import { UdpProxy } from '../../src/transport/udp-proxy.js'
-import { LOCALHOST } from '../helpers/wire.js'
+import { waitFor } from '../helpers/processes.js'
+import { LOCALHOST, peerRequest, WireClient } from '../helpers/wire.js'
 
 const SIZE = 3 * 1024 * 1024
 const DATAGRAM_BYTES = 1200
@@ -24,6 +27,7 @@ afterEach(async () => {
 interface Rig {
   data: Buffer
   manifest: Buffer
+  source: BlockSource
   server: Endpoint
   blockServer: BlockServer
   proxy: UdpProxy
@@ -44,14 +48,21 @@ async function rig (init: { toTarget?: ImpairmentInit, fromTarget?: ImpairmentIn
   }
   const server = await Endpoint.open({ host: LOCALHOST })
   closers.push(async () => await server.close())
-  const blockServer = new BlockServer({ endpoint: server, source, maxReadsInFlight: 64 })
+  const blockServer = serveBlocks(server, source)
   const proxy = await UdpProxy.start({ target: server.address, toTarget: init.toTarget, fromTarget: init.fromTarget })
   closers.push(async () => await proxy.close())
   const client = await Endpoint.open({ host: LOCALHOST })
   closers.push(async () => await client.close())
   const link = new PeerLink({ endpoint: client, remote: proxy.address, datagramBytes: DATAGRAM_BYTES, idleTimeoutMs: init.idleTimeoutMs })
   closers.push(() => link.close())
-  return { data, manifest, server, blockServer, proxy, client, link }
+  return { data, manifest, source, server, blockServer, proxy, client, link }
+}
+
+/** A BlockServer with a fresh cookie secret, as a node makes one at every start. */
+function serveBlocks (endpoint: Endpoint, source: BlockSource): BlockServer {
+  return new BlockServer({
+    endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: MAX_SERVE_READS_PER_PEER, cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+  })
 }
 
 interface Fetched {
@@ -109,6 +120,49 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(s.minRttMs).toBeGreaterThan(0)
     expect(s.rtoMs).toBeGreaterThanOrEqual(MIN_RTO_MS)
     expect(blockServer.stats.rejected).toBe(0)
+    // One handshake for the whole transfer, and every request carried its cookie.
+    expect(blockServer.stats.hellos).toBe(1)
+    expect(blockServer.stats.badCookies).toBe(0)
+    expect(blockServer.stats.requests).toBe(s.requestsSent + s.probesSent)
+  })
+
+  it('an owner that restarts (new cookie secret) refuses the old cookie once; the link says HELLO again and carries on', async () => {
+    const { link, data, server, source, blockServer: before } = await rig()
+    const first = await fetchRange(link, 0, 500_000)
+    expect(first.bytes.equals(data.subarray(0, 500_000))).toBe(true)
+    expect(before.stats.hellos).toBe(1)
+    // Same socket, new server state: what a restarted node looks like to its peers.
+    const after = serveBlocks(server, source)
+    const second = await fetchRange(link, 500_000, 500_000)
+    expect(second.bytes.equals(data.subarray(500_000, 1_000_000))).toBe(true)
+    expect(second.repeats).toBe(0)
+    expect(after.stats.badCookies).toBeGreaterThan(0)
+    expect(after.stats.hellos).toBe(1)
+    // A refused cookie is not loss: nothing was counted as a retransmission or a timeout.
+    expect(link.stats.timeouts).toBe(0)
+    expect(link.stats.inflight).toBe(0)
+  })
+
+  it('a REQUEST without a cookie from this server gets one REJECT BadCookie and no data; with a handshake it is served', async () => {
+    const { server, source, data } = await rig()
+    const blockServer = serveBlocks(server, source)
+    const attacker = await WireClient.open()
+    closers.push(async () => await attacker.close())
+    const forged = await attacker.request(server.address, { ...peerRequest(CONTENT_HASH, 0, 60_000), cookie: randomBytes(COOKIE_BYTES) })
+    expect(forged.map((m) => m.type)).toEqual([MessageType.Reject])
+    expect(forged[0]).toMatchObject({ reason: RejectReason.BadCookie })
+    expect(blockServer.stats).toMatchObject({ badCookies: 1, datagramsSent: 0, bytesSent: 0 })
+    // A cookie issued to another address is just as useless.
+    const other = await WireClient.open()
+    closers.push(async () => await other.close())
+    const othersCookie = await other.hello(server.address)
+    const stolen = await attacker.request(server.address, { ...peerRequest(CONTENT_HASH, 0, 1000), cookie: othersCookie })
+    expect(stolen.map((m) => m.type)).toEqual([MessageType.Reject])
+    expect(blockServer.stats).toMatchObject({ badCookies: 2, datagramsSent: 0 })
+    // Control: the handshake's own cookie gets the data.
+    const served = await attacker.request(server.address, peerRequest(CONTENT_HASH, 0, 1000))
+    expect(served[0]).toMatchObject({ type: MessageType.Data, offset: 0, payload: data.subarray(0, 1000) })
+    expect(blockServer.stats.badCookies).toBe(2)
   })
 
   it('survives 5% loss, 2% duplication and 3% reordering both ways, re-requesting only what was lost', async () => {
@@ -223,5 +277,76 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     const ok = await fetchRange(link, 1000, 50_000)
     expect(ok.bytes.equals(data.subarray(1000, 51_000))).toBe(true)
     expect(afterAbort).toBe(0)
+  })
+})
+
+describe('BlockServer per-peer limit', () => {
+  const BIG = 5_000
+  const STALLED = 2
+
+  /**
+   * One peer (with a valid cookie) starts STALLED reads that hang, then sends 30 more requests of
+   * BIG bytes, which the per-peer cap must drop. The reads are then released, and another peer asks
+   * for 10 000 bytes. Resolves with what that peer got (or the error if it got nothing).
+   */
+  async function floodOnePeer (uploadLimiter: TokenBucket | undefined): Promise<{ server: BlockServer, attacker: WireClient, honest: Array<DataMsg | RejectMsg> | Error }> {
+    const data = randomBytes(1_000_000)
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    let stall = true
+    const source: BlockSource = {
+      open: (hash) => hash.equals(CONTENT_HASH)
+        ? { size: data.length, read: async (offset, length) => { if (stall) await gate; return data.subarray(offset, offset + length) } }
+        : undefined
+    }
+    const endpoint = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await endpoint.close())
+    const server = new BlockServer({
+      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: STALLED, uploadLimiter, cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+    })
+    const attacker = await WireClient.open()
+    closers.push(async () => await attacker.close())
+    const cookie = await attacker.hello(endpoint.address)
+    const mark = attacker.mark()
+    for (let i = 0; i < STALLED; i++) {
+      attacker.send(encode({ type: MessageType.Request, txid: 1000 + i, cookie, ...peerRequest(CONTENT_HASH, i * 1000, 1000) }), endpoint.address)
+    }
+    for (let i = 0; i < 30; i++) {
+      attacker.send(encode({ type: MessageType.Request, txid: 2000 + i, cookie, ...peerRequest(CONTENT_HASH, 100_000 + i * BIG, BIG) }), endpoint.address)
+    }
+    await waitFor('the server to have seen all 32 requests', () => server.stats.requests === STALLED + 30, 5_000, 5)
+    // Everything past the per-peer cap was dropped (by the cap, or by the queue limit once it looks full).
+    expect(server.stats.dropped).toBe(30)
+    stall = false
+    release()
+    const answered = await attacker.waitForDatagram(() => attacker.since(mark).filter((d) => d.msg?.type === MessageType.Data).length === STALLED, mark, 5_000)
+    expect(answered).toBeDefined()
+    const honest = await WireClient.open()
+    closers.push(async () => await honest.close())
+    const blocks = Math.ceil(10_000 / PAYLOAD_BYTES)
+    const got = await honest.request(endpoint.address, peerRequest(CONTENT_HASH, 500_000, 10_000), { timeoutMs: 3_000, settle: (r) => r.length === blocks })
+      .catch((err: unknown) => err as Error)
+    if (!(got instanceof Error)) {
+      const bytes = Buffer.concat(got.map((m) => m.type === MessageType.Data ? m.payload : Buffer.alloc(0)))
+      expect(bytes.equals(data.subarray(500_000, 510_000))).toBe(true)
+    }
+    return { server, attacker, honest: got }
+  }
+
+  it('one peer cannot hold more than maxReadsPerPeer reads; what it sends beyond is dropped, and others are still served', async () => {
+    const { honest, attacker } = await floodOnePeer(undefined)
+    expect(honest).not.toBeInstanceOf(Error)
+    // The attacker got exactly its STALLED answers, nothing for the dropped requests.
+    expect(attacker.log.filter((d) => d.msg?.type === MessageType.Data)).toHaveLength(STALLED)
+  })
+
+  /**
+   * A request dropped by the per-peer cap must not count toward the upload queue: if it did, any
+   * peer could inflate the queue estimate with a burst over the cap until the owner, under an
+   * upload limit, dropped everyone's requests for good.
+   */
+  it('requests dropped by the per-peer cap leave the upload queue untouched, so other peers are still served', async () => {
+    const { honest } = await floodOnePeer(new TokenBucket(100_000, 100_000))
+    expect(honest).not.toBeInstanceOf(Error)
   })
 })

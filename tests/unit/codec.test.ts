@@ -3,8 +3,8 @@ import { isIP } from 'node:net'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
-  HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES, MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE,
-  MAX_PIECES, MAX_UPDATE_ENTRIES, MIN_PIECE_SIZE, PART_SUFFIX
+  CONNECTION_ID_BYTES, COOKIE_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES,
+  MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE, MAX_PIECES, MAX_UPDATE_ENTRIES, MIN_PIECE_SIZE, PART_SUFFIX, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 } from '../../configs.js'
 import { BufferWriter } from '../../src/messages/buffer-codec.js'
 import { writeHeader } from '../../src/messages/header.js'
@@ -12,7 +12,7 @@ import {
   DATA_HEADER_BYTES, HEADER_BYTES, MAGIC, MAX_REQUEST_BYTES, MIN_DATAGRAM_BYTES, PROTOCOL_VERSION,
   MalformedMessageError, MessageType, RejectReason, Stream, TrackerErrorCode,
   decode, encode, encodeDataHeader, isValidFileName, tryDecode,
-  type DataMsg, type FileIdentity, type MalformedCause, type Message, type OwnerEntry
+  type DataMsg, type FileIdentity, type MalformedCause, type Message, type OwnerEntry, type SignedTrackerRequest
 } from '../../src/messages/index.js'
 
 // ---- helpers ------------------------------------------------------------------------------------
@@ -73,6 +73,26 @@ function bigU64 (v: bigint): Buffer {
 }
 
 const HASH = Buffer.alloc(HASH_BYTES, 0xab)
+const CONN_ID = Buffer.alloc(CONNECTION_ID_BYTES, 0xc1)
+const COOKIE = Buffer.alloc(COOKIE_BYTES, 0xc0)
+const PUBKEY = Buffer.alloc(PUBLIC_KEY_BYTES, 0x9b)
+const SIG = Buffer.alloc(SIGNATURE_BYTES, 0x5a)
+
+/** The fields every signed tracker request carries, with fixed values for hand-built datagrams. */
+const SIGNED = { connectionId: CONN_ID, nodeId: 1, seq: 1, signature: SIG } as const
+
+/** connection id, node id, seq: what precedes a signed request's body. */
+function signedHead (w: BufferWriter, nodeId = 1, seq: number | bigint = 1): BufferWriter {
+  w.bytes(CONN_ID).u32(nodeId)
+  if (typeof seq === 'bigint') w.bytes(bigU64(seq))
+  else w.u64(seq)
+  return w
+}
+
+/** A signed request of `type` whose body is written by `body`, with a (dummy) trailing signature. */
+function signedFrame (type: MessageType, body: (w: BufferWriter) => void = () => {}, sig: Buffer = SIG): Buffer {
+  return frame(type, w => { signedHead(w); body(w); w.bytes(sig) })
+}
 
 function fileBody (w: BufferWriter, name: Buffer | number[], size: number | bigint = 1000, pieceSize = MIN_PIECE_SIZE): void {
   rawString8(w, name)
@@ -82,11 +102,11 @@ function fileBody (w: BufferWriter, name: Buffer | number[], size: number | bigi
 }
 
 function ownDatagram (name: Buffer | number[], size: number | bigint = 1000, pieceSize = MIN_PIECE_SIZE): Buffer {
-  return frame(MessageType.Own, w => { w.u32(1); fileBody(w, name, size, pieceSize) })
+  return signedFrame(MessageType.Own, w => { fileBody(w, name, size, pieceSize) })
 }
 
 function needDatagram (name: Buffer | number[]): Buffer {
-  return frame(MessageType.Need, w => { w.u32(1); rawString8(w, name) })
+  return signedFrame(MessageType.Need, w => { rawString8(w, name) })
 }
 
 interface RawOwner { nodeId?: number, host?: Buffer | number[], port?: number, credit?: bigint, flags?: number }
@@ -105,9 +125,9 @@ function needReplyDatagram (owners: RawOwner[], present = 0, ownerCount = owners
   })
 }
 
-function requestDatagram (f: { stream?: number, offset?: bigint, length?: number, datagramBytes?: number } = {}): Buffer {
+function requestDatagram (f: { stream?: number, offset?: bigint, length?: number, datagramBytes?: number, cookie?: Buffer } = {}): Buffer {
   return frame(MessageType.Request, w => {
-    w.bytes(HASH).u8(f.stream ?? Stream.Content).bytes(bigU64(f.offset ?? 0n)).u32(f.length ?? 1000).u16(f.datagramBytes ?? 1200)
+    w.bytes(f.cookie ?? COOKIE).bytes(HASH).u8(f.stream ?? Stream.Content).bytes(bigU64(f.offset ?? 0n)).u32(f.length ?? 1000).u16(f.datagramBytes ?? 1200)
   })
 }
 
@@ -138,7 +158,14 @@ const REJECT_REASONS = numericValues(RejectReason) as RejectReason[]
 // ---- arbitraries ----------------------------------------------------------------------------------
 
 const u32 = fc.integer({ min: 0, max: 0xffff_ffff })
-const hashArb = fc.uint8Array({ minLength: HASH_BYTES, maxLength: HASH_BYTES }).map(a => Buffer.from(a))
+const bytesArb = (n: number): fc.Arbitrary<Buffer> => fc.uint8Array({ minLength: n, maxLength: n }).map(a => Buffer.from(a))
+const hashArb = bytesArb(HASH_BYTES)
+const connectionIdArb = bytesArb(CONNECTION_ID_BYTES)
+const cookieArb = bytesArb(COOKIE_BYTES)
+/** Sequence numbers are u64 on the wire but bounded to safe integers (the decoder refuses more). */
+const seqArb = fc.oneof(fc.maxSafeNat(), fc.constantFrom(0, 1, Date.now() * 1000, Number.MAX_SAFE_INTEGER))
+/** What every signed request carries; the signature is opaque bytes to the codec. */
+const signedArb = fc.record({ txid: u32, connectionId: connectionIdArb, nodeId: u32, seq: seqArb, signature: bytesArb(SIGNATURE_BYTES) })
 const streamArb = fc.constantFrom(Stream.Content, Stream.Manifest)
 const offsetArb = fc.integer({ min: 0, max: MAX_FILE_SIZE_BYTES })
 
@@ -186,16 +213,16 @@ const errorTextArb = fc.oneof(
 ).map(s => fitUtf8(s, MAX_ERROR_TEXT_BYTES)).filter(s => !s.startsWith('\uFEFF'))
 
 const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } = {
-  [MessageType.Register]: fc.record({ txid: u32, nodeId: u32 }).map(r => ({ type: MessageType.Register, ...r })),
-  [MessageType.Own]: fc.record({ txid: u32, nodeId: u32, file: fileArb }).map(r => ({ type: MessageType.Own, ...r })),
-  [MessageType.Need]: fc.record({ txid: u32, nodeId: u32, name: nameArb }).map(r => ({ type: MessageType.Need, ...r })),
-  [MessageType.Update]: fc.record({
-    txid: u32,
-    nodeId: u32,
+  [MessageType.Connect]: u32.map(txid => ({ type: MessageType.Connect, txid })),
+  [MessageType.ConnectReply]: fc.record({ txid: u32, connectionId: connectionIdArb }).map(r => ({ type: MessageType.ConnectReply, ...r })),
+  [MessageType.Register]: fc.tuple(signedArb, bytesArb(PUBLIC_KEY_BYTES)).map(([s, publicKey]) => ({ type: MessageType.Register, ...s, publicKey })),
+  [MessageType.Own]: fc.tuple(signedArb, fileArb).map(([s, file]) => ({ type: MessageType.Own, ...s, file })),
+  [MessageType.Need]: fc.tuple(signedArb, nameArb).map(([s, name]) => ({ type: MessageType.Need, ...s, name })),
+  [MessageType.Update]: fc.tuple(signedArb, fc.record({
     contentHash: hashArb,
     received: fc.array(fc.record({ ownerId: u32, bytes: fc.integer({ min: 0, max: MAX_FILE_SIZE_BYTES }) }), { maxLength: MAX_UPDATE_ENTRIES })
-  }).map(r => ({ type: MessageType.Update, ...r })),
-  [MessageType.Exit]: fc.record({ txid: u32, nodeId: u32 }).map(r => ({ type: MessageType.Exit, ...r })),
+  })).map(([s, r]) => ({ type: MessageType.Update, ...s, ...r })),
+  [MessageType.Exit]: signedArb.map(s => ({ type: MessageType.Exit, ...s })),
   [MessageType.Ack]: u32.map(txid => ({ type: MessageType.Ack, txid })),
   [MessageType.RegisterAck]: fc.record({ txid: u32, heartbeatMs: u32, known: fc.boolean() })
     .map(r => ({ type: MessageType.RegisterAck, ...r })),
@@ -209,6 +236,7 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
     .map(r => ({ type: MessageType.Error, ...r })),
   [MessageType.Request]: fc.integer({ min: MIN_DATAGRAM_BYTES, max: MAX_DATAGRAM_BYTES }).chain(datagramBytes => fc.record({
     txid: u32,
+    cookie: cookieArb,
     contentHash: hashArb,
     stream: streamArb,
     offset: offsetArb,
@@ -223,7 +251,9 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
     payload: fc.uint8Array({ minLength: 1, maxLength: 1500 }).map(a => Buffer.from(a))
   }).map(r => ({ type: MessageType.Data, ...r })),
   [MessageType.Reject]: fc.record({ txid: u32, reason: fc.constantFrom(...REJECT_REASONS) })
-    .map(r => ({ type: MessageType.Reject, ...r }))
+    .map(r => ({ type: MessageType.Reject, ...r })),
+  [MessageType.Hello]: u32.map(txid => ({ type: MessageType.Hello, txid })),
+  [MessageType.HelloAck]: fc.record({ txid: u32, cookie: cookieArb }).map(r => ({ type: MessageType.HelloAck, ...r }))
 }
 
 const typeEntries = ALL_TYPES.map(t => [MessageType[t], t, arbs[t] as fc.Arbitrary<Message>] as const)
@@ -233,7 +263,7 @@ const anyMessageArb: fc.Arbitrary<Message> = fc.oneof(...typeEntries.map(([, , a
 
 describe('encode → decode round trip', () => {
   it('has an arbitrary for every MessageType and every one has a distinct wire byte', () => {
-    expect(ALL_TYPES.length).toBe(12)
+    expect(ALL_TYPES.length).toBe(16)
     expect(Object.keys(arbs).map(Number).sort((a, b) => a - b)).toEqual([...ALL_TYPES].sort((a, b) => a - b))
     expect(new Set(ALL_TYPES).size).toBe(ALL_TYPES.length)
   })
@@ -256,23 +286,69 @@ describe('encode → decode round trip', () => {
   })
 
   it('uses the documented big-endian layout: magic "UT", version, type, txid', () => {
-    const buf = encode({ type: MessageType.Register, txid: 0x01020304, nodeId: 0xa0b0c0d0 })
-    expect(buf.toString('hex')).toBe('5554' + '01' + '01' + '01020304' + 'a0b0c0d0')
+    const connectionId = Buffer.from('1112131415161718', 'hex')
+    const publicKey = Buffer.alloc(PUBLIC_KEY_BYTES, 0x77)
+    const signature = Buffer.alloc(SIGNATURE_BYTES, 0xee)
+    const buf = encode({ type: MessageType.Register, txid: 0x01020304, connectionId, nodeId: 0xa0b0c0d0, seq: 0x0102030405, publicKey, signature })
+    expect(buf.toString('hex')).toBe('5554' + '01' + '01' + '01020304' + '1112131415161718' + 'a0b0c0d0' + '0000000102030405' +
+      '77'.repeat(PUBLIC_KEY_BYTES) + 'ee'.repeat(SIGNATURE_BYTES))
     expect(buf.subarray(0, 2).toString('latin1')).toBe('UT')
     expect(encode({ type: MessageType.Ack, txid: 0 }).length).toBe(HEADER_BYTES)
+  })
+
+  it('signed requests: connection id, node id and seq follow the header, and the signature is the last 64 bytes', () => {
+    fc.assert(fc.property(fc.constantFrom(MessageType.Register, MessageType.Own, MessageType.Need, MessageType.Update, MessageType.Exit).chain(t => arbs[t] as fc.Arbitrary<SignedTrackerRequest>), msg => {
+      const buf = encode(msg)
+      expect(buf.subarray(HEADER_BYTES, HEADER_BYTES + CONNECTION_ID_BYTES).equals(msg.connectionId)).toBe(true)
+      expect(buf.readUInt32BE(HEADER_BYTES + CONNECTION_ID_BYTES)).toBe(msg.nodeId)
+      expect(Number(buf.readBigUInt64BE(HEADER_BYTES + CONNECTION_ID_BYTES + 4))).toBe(msg.seq)
+      expect(buf.subarray(buf.length - SIGNATURE_BYTES).equals(msg.signature)).toBe(true)
+      if (msg.type === MessageType.Register) {
+        expect(buf.length).toBe(HEADER_BYTES + CONNECTION_ID_BYTES + 4 + 8 + PUBLIC_KEY_BYTES + SIGNATURE_BYTES)
+        expect(buf.subarray(HEADER_BYTES + CONNECTION_ID_BYTES + 12, buf.length - SIGNATURE_BYTES).equals(msg.publicKey)).toBe(true)
+      }
+    }), { numRuns: RUNS })
+  })
+
+  it('a signature, public key, connection id or cookie of the wrong length is refused', () => {
+    // Shorter: the reader runs out of bytes. Longer: the extra bytes are trailing.
+    for (const sig of [SIG.subarray(1), Buffer.alloc(0)]) expectMalformed(signedFrame(MessageType.Exit, () => {}, sig), 'truncated')
+    expectMalformed(signedFrame(MessageType.Exit, () => {}, Buffer.alloc(SIGNATURE_BYTES + 1)), 'trailing-bytes')
+    expectMalformed(signedFrame(MessageType.Register, w => { w.bytes(PUBKEY.subarray(1)) }), 'truncated')
+    expectMalformed(signedFrame(MessageType.Register, w => { w.bytes(PUBKEY).u8(0) }), 'trailing-bytes')
+    expectMalformed(frame(MessageType.ConnectReply, w => { w.bytes(CONN_ID.subarray(1)) }), 'truncated')
+    expectMalformed(frame(MessageType.HelloAck, w => { w.bytes(Buffer.alloc(COOKIE_BYTES + 1)) }), 'trailing-bytes')
+    expectMalformed(frame(MessageType.Request, w => { w.bytes(COOKIE.subarray(2)) }), 'truncated')
+    // A short cookie shifts every later field: the request no longer parses.
+    expectMalformed(requestDatagram({ cookie: COOKIE.subarray(2) }))
+    // Controls: the right lengths decode.
+    expect(decode(signedFrame(MessageType.Exit))).toMatchObject({ type: MessageType.Exit, ...SIGNED })
+    expect(decode(signedFrame(MessageType.Register, w => { w.bytes(PUBKEY) }))).toMatchObject({ type: MessageType.Register, publicKey: PUBKEY, signature: SIG })
+    expect(decode(requestDatagram())).toMatchObject({ type: MessageType.Request, cookie: COOKIE })
+  })
+
+  it('refuses a seq above Number.MAX_SAFE_INTEGER with out-of-bounds', () => {
+    const exit = (seq: bigint): Buffer => frame(MessageType.Exit, w => { signedHead(w, 1, seq).bytes(SIG) })
+    expectMalformed(exit(BigInt(Number.MAX_SAFE_INTEGER) + 1n), 'out-of-bounds')
+    expectMalformed(exit(2n ** 64n - 1n), 'out-of-bounds')
+    expect(decode(exit(BigInt(Number.MAX_SAFE_INTEGER)))).toMatchObject({ seq: Number.MAX_SAFE_INTEGER })
   })
 
   it('accepts the boundary values of every bounded field', () => {
     const file: FileIdentity = { name: 'x'.repeat(MAX_FILE_NAME_BYTES), size: MAX_FILE_SIZE_BYTES, pieceSize: MAX_PIECE_SIZE, contentHash: HASH }
     expect(Math.ceil(file.size / file.pieceSize)).toBe(MAX_PIECES)
     const msgs: Message[] = [
-      { type: MessageType.Own, txid: 0xffff_ffff, nodeId: 0xffff_ffff, file },
-      { type: MessageType.Own, txid: 0, nodeId: 0, file: { ...file, name: '文'.repeat(85), size: MIN_PIECE_SIZE * MAX_PIECES, pieceSize: MIN_PIECE_SIZE } },
-      { type: MessageType.Own, txid: 0, nodeId: 0, file: { ...file, size: 0, pieceSize: MIN_PIECE_SIZE } },
+      { type: MessageType.Own, txid: 0xffff_ffff, ...SIGNED, nodeId: 0xffff_ffff, seq: Number.MAX_SAFE_INTEGER, file },
+      { type: MessageType.Own, txid: 0, ...SIGNED, nodeId: 0, seq: 0, file: { ...file, name: '文'.repeat(85), size: MIN_PIECE_SIZE * MAX_PIECES, pieceSize: MIN_PIECE_SIZE } },
+      { type: MessageType.Own, txid: 0, ...SIGNED, nodeId: 0, file: { ...file, size: 0, pieceSize: MIN_PIECE_SIZE } },
       {
-        type: MessageType.Update, txid: 1, nodeId: 2, contentHash: HASH,
+        type: MessageType.Update, txid: 1, ...SIGNED, nodeId: 2, contentHash: HASH,
         received: Array.from({ length: MAX_UPDATE_ENTRIES }, (_, i) => ({ ownerId: i, bytes: MAX_FILE_SIZE_BYTES }))
       },
+      { type: MessageType.Register, txid: 0xffff_ffff, connectionId: Buffer.alloc(CONNECTION_ID_BYTES, 0xff), nodeId: 0xffff_ffff, seq: Number.MAX_SAFE_INTEGER, publicKey: Buffer.alloc(PUBLIC_KEY_BYTES, 0xff), signature: Buffer.alloc(SIGNATURE_BYTES, 0xff) },
+      { type: MessageType.Exit, txid: 0, connectionId: Buffer.alloc(CONNECTION_ID_BYTES), nodeId: 0, seq: 0, signature: Buffer.alloc(SIGNATURE_BYTES) },
+      { type: MessageType.ConnectReply, txid: 0xffff_ffff, connectionId: Buffer.alloc(CONNECTION_ID_BYTES, 0xff) },
+      { type: MessageType.HelloAck, txid: 0, cookie: Buffer.alloc(COOKIE_BYTES) },
       {
         type: MessageType.NeedReply, txid: 1, file, variants: 255,
         owners: [
@@ -282,8 +358,8 @@ describe('encode → decode round trip', () => {
       },
       { type: MessageType.Error, txid: 1, code: TrackerErrorCode.Overloaded, text: 'é'.repeat(MAX_ERROR_TEXT_BYTES / 2) },
       { type: MessageType.Error, txid: 1, code: TrackerErrorCode.BadRequest, text: '' },
-      { type: MessageType.Request, txid: 1, contentHash: HASH, stream: Stream.Manifest, offset: MAX_FILE_SIZE_BYTES, length: MAX_REQUEST_BYTES, datagramBytes: MAX_DATAGRAM_BYTES },
-      { type: MessageType.Request, txid: 1, contentHash: HASH, stream: Stream.Content, offset: 0, length: 1, datagramBytes: MIN_DATAGRAM_BYTES },
+      { type: MessageType.Request, txid: 1, cookie: COOKIE, contentHash: HASH, stream: Stream.Manifest, offset: MAX_FILE_SIZE_BYTES, length: MAX_REQUEST_BYTES, datagramBytes: MAX_DATAGRAM_BYTES },
+      { type: MessageType.Request, txid: 1, cookie: Buffer.alloc(COOKIE_BYTES, 0xff), contentHash: HASH, stream: Stream.Content, offset: 0, length: 1, datagramBytes: MIN_DATAGRAM_BYTES },
       { type: MessageType.Data, txid: 1, stream: Stream.Manifest, offset: MAX_FILE_SIZE_BYTES, payload: Buffer.alloc(MAX_DATAGRAM_BYTES - DATA_HEADER_BYTES, 1) }
     ]
     for (const msg of msgs) {
@@ -293,11 +369,19 @@ describe('encode → decode round trip', () => {
   })
 
   it('copies fixed fields out of the datagram: later changes to the receive buffer do not alter them', () => {
-    const msg: Message = { type: MessageType.Update, txid: 1, nodeId: 2, contentHash: Buffer.from(HASH), received: [] }
-    const buf = encode(msg)
-    const back = decode(buf)
-    buf.fill(0)
-    expect(plain(back)).toStrictEqual(plain(msg))
+    const msgs: Message[] = [
+      { type: MessageType.Update, txid: 1, ...SIGNED, nodeId: 2, contentHash: Buffer.from(HASH), received: [] },
+      { type: MessageType.Register, txid: 1, ...SIGNED, publicKey: Buffer.from(PUBKEY) },
+      { type: MessageType.ConnectReply, txid: 1, connectionId: Buffer.from(CONN_ID) },
+      { type: MessageType.HelloAck, txid: 1, cookie: Buffer.from(COOKIE) },
+      { type: MessageType.Request, txid: 1, cookie: Buffer.from(COOKIE), contentHash: Buffer.from(HASH), stream: Stream.Content, offset: 0, length: 10, datagramBytes: 1200 }
+    ]
+    for (const msg of msgs) {
+      const buf = encode(msg)
+      const back = decode(buf)
+      buf.fill(0)
+      expect(plain(back)).toStrictEqual(plain(msg))
+    }
   })
 })
 
@@ -326,8 +410,15 @@ function checkDecodeContract (buf: Buffer): Message | undefined {
   }
   expect(res.ok).toBe(true)
   if (res.ok) expect(plain(res.msg)).toStrictEqual(plain(msg))
-  // Every accepted datagram is the canonical encoding of what it decodes to.
-  expect(encode(msg).equals(buf)).toBe(true)
+  // Every accepted datagram is the canonical encoding of what it decodes to, except for the
+  // content of CONNECT/HELLO padding, which the decoder does not check (see the BUG test below).
+  const canonical = encode(msg)
+  if (msg.type === MessageType.Connect || msg.type === MessageType.Hello) {
+    expect(buf.length).toBe(canonical.length)
+    expect(buf.subarray(0, HEADER_BYTES).equals(canonical.subarray(0, HEADER_BYTES))).toBe(true)
+  } else {
+    expect(canonical.equals(buf)).toBe(true)
+  }
   return msg
 }
 
@@ -520,7 +611,7 @@ describe('file names on the wire', () => {
   })
 
   it('refuses a name length prefix that runs past the datagram with truncated', () => {
-    expectMalformed(frame(MessageType.Need, w => { w.u32(1).u8(10).bytes(Buffer.from('abc')) }), 'truncated')
+    expectMalformed(frame(MessageType.Need, w => { signedHead(w).u8(10).bytes(Buffer.from('abc')) }), 'truncated')
   })
 })
 
@@ -572,15 +663,19 @@ describe('bounded numeric fields', () => {
   })
 
   it(`refuses an Update with more than MAX_UPDATE_ENTRIES (${MAX_UPDATE_ENTRIES}) entries`, () => {
-    const update = (n: number, declared = n): Buffer => frame(MessageType.Update, w => {
-      w.u32(1).bytes(HASH).u8(declared)
+    const update = (n: number, declared = n, sig = SIG): Buffer => signedFrame(MessageType.Update, w => {
+      w.bytes(HASH).u8(declared)
       for (let i = 0; i < n; i++) w.u32(i).u64(10)
-    })
+    }, sig)
     expectMalformed(update(MAX_UPDATE_ENTRIES + 1), 'out-of-bounds')
     expectMalformed(update(0, 255), 'out-of-bounds')
     expect(decode(update(MAX_UPDATE_ENTRIES))).toMatchObject({ type: MessageType.Update })
-    expectMalformed(update(3, 4), 'truncated')
-    expectMalformed(frame(MessageType.Update, w => { w.u32(1).bytes(HASH).u8(1).u32(1).u64(MAX_FILE_SIZE_BYTES + 1) }), 'out-of-bounds')
+    // One entry short: the reader takes the last entry out of the signature, which then runs short.
+    expectMalformed(update(3, 4, Buffer.alloc(SIGNATURE_BYTES)), 'truncated')
+    expectMalformed(update(3, 4, Buffer.alloc(0)), 'truncated')
+    // ...unless the bytes it took are not a valid entry.
+    expectMalformed(update(3, 4, Buffer.alloc(SIGNATURE_BYTES, 0xff)), 'out-of-bounds')
+    expectMalformed(signedFrame(MessageType.Update, w => { w.bytes(HASH).u8(1).u32(1).u64(MAX_FILE_SIZE_BYTES + 1) }), 'out-of-bounds')
   })
 
   it('refuses flag bytes other than 0 and 1', () => {
@@ -591,8 +686,15 @@ describe('bounded numeric fields', () => {
   })
 
   it('refuses unknown reject reasons and tracker error codes', () => {
-    for (const r of [0, 4, 0xff]) expectMalformed(frame(MessageType.Reject, w => { w.u8(r) }), 'out-of-bounds')
-    for (const c of [0, 7, 0xffff]) expectMalformed(frame(MessageType.Error, w => { w.u16(c).u8(0) }), 'out-of-bounds')
+    // The first value past each enum, whatever it grows to.
+    const nextReason = Math.max(...REJECT_REASONS) + 1
+    const nextCode = Math.max(...ERROR_CODES) + 1
+    expect(REJECT_REASONS).toContain(RejectReason.BadCookie)
+    expect(ERROR_CODES).toEqual(expect.arrayContaining([TrackerErrorCode.BadConnection, TrackerErrorCode.BadSignature, TrackerErrorCode.Replay, TrackerErrorCode.Limit]))
+    for (const r of [0, nextReason, 0xff]) expectMalformed(frame(MessageType.Reject, w => { w.u8(r) }), 'out-of-bounds')
+    for (const c of [0, nextCode, 0xffff]) expectMalformed(frame(MessageType.Error, w => { w.u16(c).u8(0) }), 'out-of-bounds')
+    for (const r of REJECT_REASONS) expect(decode(frame(MessageType.Reject, w => { w.u8(r) }))).toMatchObject({ reason: r })
+    for (const c of ERROR_CODES) expect(decode(frame(MessageType.Error, w => { w.u16(c).u8(0) }))).toMatchObject({ code: c })
     expectMalformed(frame(MessageType.Error, w => { w.u16(1).u8(MAX_ERROR_TEXT_BYTES + 1).bytes(Buffer.alloc(MAX_ERROR_TEXT_BYTES + 1, 0x61)) }), 'out-of-bounds')
     expectMalformed(frame(MessageType.Error, w => { w.u16(1); rawString8(w, [0xc3]) }), 'bad-utf8')
   })
@@ -646,6 +748,53 @@ describe('encodeDataHeader', () => {
   })
 })
 
+// ---- no amplification: what answers an unproven address is never larger than what asked --------
+
+describe('datagram sizes that bound amplification', () => {
+  it('CONNECT encodes to exactly the size of CONNECT_REPLY', () => {
+    fc.assert(fc.property(arbs[MessageType.Connect], arbs[MessageType.ConnectReply], (connect, reply) => {
+      expect(encode(connect).length).toBe(encode(reply).length)
+    }), { numRuns: RUNS })
+    expect(encode({ type: MessageType.Connect, txid: 1 }).length).toBe(HEADER_BYTES + CONNECTION_ID_BYTES)
+    // The padding is zeros.
+    expect(encode({ type: MessageType.Connect, txid: 1 }).subarray(HEADER_BYTES).equals(Buffer.alloc(CONNECTION_ID_BYTES))).toBe(true)
+  })
+
+  it('HELLO encodes to exactly the size of HELLO_ACK', () => {
+    fc.assert(fc.property(arbs[MessageType.Hello], arbs[MessageType.HelloAck], (hello, ack) => {
+      expect(encode(hello).length).toBe(encode(ack).length)
+    }), { numRuns: RUNS })
+    expect(encode({ type: MessageType.Hello, txid: 1 }).length).toBe(HEADER_BYTES + COOKIE_BYTES)
+    expect(encode({ type: MessageType.Hello, txid: 1 }).subarray(HEADER_BYTES).equals(Buffer.alloc(COOKIE_BYTES))).toBe(true)
+  })
+
+  it('a Reject is smaller than any Request', () => {
+    fc.assert(fc.property(arbs[MessageType.Reject], arbs[MessageType.Request], (reject, request) => {
+      expect(encode(reject).length).toBeLessThan(encode(request).length)
+    }), { numRuns: RUNS })
+  })
+
+  it('every signed request has room for an Error reply (the tracker refuses with one no larger than the request)', () => {
+    const signedTypes = [MessageType.Register, MessageType.Own, MessageType.Need, MessageType.Update, MessageType.Exit] as const
+    const emptyError = encode({ type: MessageType.Error, txid: 1, code: TrackerErrorCode.BadConnection, text: '' }).length
+    fc.assert(fc.property(fc.constantFrom(...signedTypes).chain(t => arbs[t] as fc.Arbitrary<Message>), msg => {
+      expect(encode(msg).length).toBeGreaterThanOrEqual(emptyError + 16)
+    }), { numRuns: RUNS })
+  })
+
+  it('a zero-padded CONNECT and HELLO decode (control for the test below)', () => {
+    expect(decode(frame(MessageType.Connect, w => { w.bytes(Buffer.alloc(CONNECTION_ID_BYTES)) }))).toEqual({ type: MessageType.Connect, txid: 7 })
+    expect(decode(frame(MessageType.Hello, w => { w.bytes(Buffer.alloc(COOKIE_BYTES)) }))).toEqual({ type: MessageType.Hello, txid: 7 })
+  })
+
+  /** Padding that is not zero would give one message two encodings and a hidden channel. */
+  it('a CONNECT or HELLO whose padding is not zero is refused', () => {
+    for (const type of [MessageType.Connect, MessageType.Hello]) {
+      expectMalformed(frame(type, w => { w.bytes(Buffer.alloc(8, 0xff)) }))
+    }
+  })
+})
+
 // ---- edge cases that were defects, now fixed in src/messages --------
 
 describe('edge cases that were defects', () => {
@@ -681,7 +830,7 @@ describe('edge cases that were defects', () => {
   it('formerly broken: a name with a lone surrogate is accepted but does not round-trip', () => {
     const name = 'a\uD800b'
     const accepted = isValidFileName(name)
-    const res = tryDecode(encode({ type: MessageType.Need, txid: 1, nodeId: 1, name }))
+    const res = tryDecode(encode({ type: MessageType.Need, txid: 1, ...SIGNED, name }))
     if (accepted) expect(res.ok && res.msg.type === MessageType.Need && res.msg.name === name).toBe(true)
     else expect(accepted).toBe(false)
   })

@@ -290,18 +290,22 @@ describe('Registry.own and need', () => {
 // ---- credit -------------------------------------------------------------------------------------
 
 describe('Registry.update (credit)', () => {
-  it('credits owners of that content, capped at the file size per entry', () => {
+  it('credits owners of that content, at most the file size per reporter in total (one download is one file)', () => {
     const { reg } = makeRegistry()
-    join(reg, 1, 2, 3)
+    join(reg, 1, 2, 3, 4)
     const f = file('a.txt', 'a', 1000)
     own(reg, 2, f)
     own(reg, 3, f)
-    expect(update(reg, 1, f, [{ ownerId: 2, bytes: 400 }, { ownerId: 3, bytes: 5000 }])).toBe(1400)
+    expect(update(reg, 1, f, [{ ownerId: 2, bytes: 400 }, { ownerId: 3, bytes: 5000 }])).toBe(1000)
     expect(reg.creditOf(2)).toBe(400)
-    expect(reg.creditOf(3)).toBe(1000)
-    // credit accumulates across reports
-    expect(update(reg, 1, f, [{ ownerId: 2, bytes: 600 }])).toBe(600)
-    expect(reg.creditOf(2)).toBe(1000)
+    expect(reg.creditOf(3)).toBe(600)
+    // A second report of the same download adds nothing...
+    expect(update(reg, 1, f, [{ ownerId: 2, bytes: 600 }])).toBe(0)
+    expect(reg.creditOf(2)).toBe(400)
+    // ...while partial reports add up to the size: another reporter, in two halves.
+    expect(update(reg, 4, f, [{ ownerId: 2, bytes: 500 }])).toBe(500)
+    expect(update(reg, 4, f, [{ ownerId: 2, bytes: 700 }])).toBe(500)
+    expect(reg.creditOf(2)).toBe(1400)
   })
 
   // Regression (fixed): the cap is applied per entry, not per owner: one UPDATE listing the same owner several times
@@ -545,5 +549,47 @@ describe('Registry.version', () => {
     advance(PRUNE_MS + 1)
     reg.prune()
     expect(bumped()).toBe(true)
+  })
+})
+
+describe('anti-replay window', () => {
+  const T = 1_700_000_000_000_000 // a node's microsecond clock
+
+  it('accepts concurrent requests in any order, each once; a retried one is a retransmit', () => {
+    const { reg } = makeRegistry()
+    expect(reg.acceptSeq(1, T + 2, 20)).toBe('new')
+    expect(reg.acceptSeq(1, T + 1, 10)).toBe('new')
+    expect(reg.acceptSeq(1, T + 1, 10)).toBe('retransmit')
+    expect(reg.acceptSeq(1, T + 2, 20)).toBe('retransmit')
+    // The same number with another txid is not the same request.
+    expect(reg.acceptSeq(1, T + 1, 11)).toBe('replay')
+    // Another node's numbers are its own.
+    expect(reg.acceptSeq(2, T + 1, 10)).toBe('new')
+  })
+
+  it('refuses numbers below the window once it has moved on, and numbers far below the newest', () => {
+    const { reg } = makeRegistry()
+    const window = 4
+    const r = new Registry({ pruneAfterMs: PRUNE_MS, seqWindow: window })
+    for (let i = 1; i <= window + 2; i++) expect(r.acceptSeq(1, T + i * 10, i)).toBe('new')
+    // T+10 and T+20 fell out of the window: they are replays now, even though once accepted.
+    expect(r.acceptSeq(1, T + 10, 1)).toBe('replay')
+    expect(r.acceptSeq(1, T + 20, 2)).toBe('replay')
+    // A gap above the floor is still fillable (a request delayed in the network).
+    expect(r.acceptSeq(1, T + 35, 99)).toBe('new')
+    // Far older than the newest: too old to be a retry.
+    expect(reg.acceptSeq(3, T, 1)).toBe('new')
+    expect(reg.acceptSeq(3, 1, 1)).toBe('replay')
+  })
+
+  it('after a restore, everything up to the highest number seen is a replay', () => {
+    const { reg } = makeRegistry()
+    expect(reg.acceptSeq(1, T + 5, 5)).toBe('new')
+    expect(reg.acceptSeq(1, T + 3, 3)).toBe('new')
+    const { reg: again } = makeRegistry()
+    again.restore(reg.snapshot())
+    expect(again.acceptSeq(1, T + 3, 3)).toBe('replay')
+    expect(again.acceptSeq(1, T + 4, 4)).toBe('replay')
+    expect(again.acceptSeq(1, T + 6, 6)).toBe('new')
   })
 })
