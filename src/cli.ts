@@ -8,6 +8,8 @@ import { hideBin } from 'yargs/helpers'
 import {
   DEFAULT_BIND_HOST, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR
 } from '../configs.js'
+import { CONFIG_FILE_NAME, ConfigFileError, LOG_LEVELS, loadConfigFile, type ConfigFile } from './config-file.js'
+import { setConsoleLogLevel } from './logging.js'
 import { MIN_DATAGRAM_BYTES } from './messages/index.js'
 import { parseByteRate } from './transport/impairment.js'
 import { runNode } from './node/main.js'
@@ -47,11 +49,24 @@ function rate (value: string | undefined, flag: string): number | undefined {
   }
 }
 
+// The config file is read before parsing: its values sit between the environment and the defaults
+// (yargs precedence: flag > UDPTORRENT_* env > config objects > defaults). A bad file: one line, exit 2.
+let configFile: ConfigFile | undefined
+try {
+  configFile = loadConfigFile(hideBin(process.argv))
+} catch (err) {
+  if (!(err instanceof ConfigFileError)) throw err
+  process.stderr.write(`udptorrent: ${err.message}\n`)
+  process.exit(2)
+}
+
 const common = <T>(y: Argv<T>) => y
   .option('home', { type: 'string', describe: `folder holding node_files/, tracker_db/ and logs/ (default: $${HOME_ENV_VAR} or the current folder)` })
+  .option('config', { type: 'string', describe: `JSON file of flag values (default: <home>/${CONFIG_FILE_NAME} if it exists); flags and UDPTORRENT_* override it` })
   .option('host', { type: 'string', default: DEFAULT_BIND_HOST, describe: 'address to bind' })
   .option('heartbeat', { type: 'number', describe: 'heartbeat interval in seconds (tracker: what it asks of nodes; node: overrides that)' })
-  .option('log-level', { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] })
+  // No yargs default: a level given by flag, env or file also applies to the pretty console logs (src/logging.ts).
+  .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'log level (default: info in the log file; warn on a TTY console)' })
 
 const heartbeatMs = (s: number | undefined): number | undefined => {
   if (s === undefined) return undefined
@@ -66,15 +81,17 @@ await yargs(hideBin(process.argv))
     .option('port', { type: 'number', default: DEFAULT_TRACKER_PORT, describe: 'UDP port (0 = ephemeral)' })
     .option('max-owners', { type: 'number', describe: 'K: the most owners one NEED reply lists' })
     .option('http', { type: 'number', describe: 'serve the live dashboard, /stats.json and /metrics on this TCP port (off by default)' })
-    .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'address the dashboard binds to' }),
+    .option('http-host', { type: 'string', default: '127.0.0.1', describe: 'address the dashboard binds to' })
+    .config(configFile?.values.tracker ?? {}),
   async (argv) => {
+    setConsoleLogLevel(argv['log-level'])
     await runTracker({
       home: resolveHome(argv.home),
       host: argv.host,
       port: checkPort(argv.port, '--port'),
       heartbeatMs: heartbeatMs(argv.heartbeat),
       maxOwners: argv['max-owners'],
-      logLevel: argv['log-level'],
+      logLevel: argv['log-level'] ?? 'info',
       httpPort: argv.http === undefined ? undefined : checkPort(argv.http, '--http'),
       httpHost: argv['http-host']
     })
@@ -92,8 +109,11 @@ await yargs(hideBin(process.argv))
     .option('max-datagram-bytes', { type: 'number', describe: 'largest data datagram to probe for (default: per path, from the interface MTU)' })
     .option('progress-interval', { type: 'number', describe: 'milliseconds between progress updates (default: 200 on a TTY, 2000 otherwise)' })
     .option('datagram-bytes', { type: 'number', hidden: true, describe: 'data datagram size' })
-    .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' }),
+    .option('json', { type: 'boolean', default: false, describe: 'print newline-delimited JSON events on stdout (and nothing else) for scripts' })
+    .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' })
+    .config(configFile?.values.node ?? {}),
   async (argv) => {
+    setConsoleLogLevel(argv['log-level'])
     if (!Number.isInteger(argv.id) || argv.id < 0 || argv.id > 0xffffffff) throw new UsageError('--id must be a whole number 0..4294967295')
     const datagramBytes = checkDatagramBytes(argv['datagram-bytes'], '--datagram-bytes')
     const maxDatagramBytes = checkDatagramBytes(argv['max-datagram-bytes'], '--max-datagram-bytes')
@@ -107,7 +127,8 @@ await yargs(hideBin(process.argv))
       send: argv.send.map(String),
       download: argv.download.map(String),
       exitWhenDone: argv['exit-when-done'],
-      logLevel: argv['log-level'],
+      logLevel: argv['log-level'] ?? 'info',
+      json: argv.json,
       impair: argv.impair,
       datagramBytes,
       maxDatagramBytes,

@@ -18,3 +18,18 @@ export function formatDuration (seconds: number): string {
   if (m < 60) return `${m}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`
 }
+
+/** A rate in bytes per second, or "-" when unknown. */
+export function formatRate (bytesPerSecond: number | undefined): string {
+  return bytesPerSecond === undefined ? '-' : `${formatBytes(bytesPerSecond)}/s`
+}
+
+/**
+ * A plain text table: a header row and rows, columns left-aligned and separated by two spaces,
+ * every line starting with `indent`. No escape codes, no trailing spaces.
+ */
+export function formatTable (header: string[], rows: string[][], indent = '  '): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => indent + cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
+  return [line(header), ...rows.map(line)]
+}
