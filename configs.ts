@@ -83,6 +83,9 @@ export const MAX_OWNER_FAILURES = 3
 export const DOWNLOAD_NO_OWNER_TIMEOUT_MS = 20_000
 /** Verified pieces held in memory per owner while their blocks arrive (bounds memory). */
 export const PIECES_IN_FLIGHT_PER_OWNER = 16
+export const PIECES_IN_FLIGHT_PER_PARTIAL_OWNER = 4
+/** Idle download workers look again at least this often (besides every change that wakes them). */
+export const DOWNLOAD_IDLE_TICK_MS = 250
 /** Persist the verified-pieces bitfield at most this often during a download. */
 export const RESUME_STATE_FLUSH_MS = 250
 
@@ -177,3 +180,46 @@ export const MAX_SERVE_READS_PER_PEER = 32
 export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
 /** A shared file's size, mtime and inode are re-checked at most this often while serving it. */
 export const SHARED_FILE_RECHECK_MS = 1_000
+
+// ---- swarming -------------------------------------------------------------------------------------
+/** Peers a node uploads to at once (BitTorrent's unchoke slots), the optimistic one included. */
+export const UPLOAD_SLOTS = 4
+export const MAX_UPLOAD_SLOTS = 64
+/** How often the choker re-decides who is served (BitTorrent uses 10 s; our downloads are short). */
+export const CHOKE_INTERVAL_MS = 2_000
+/** A peer that has requested nothing for this long loses its interest, and its slot. */
+export const CHOKE_INTEREST_TIMEOUT_MS = 1_000
+/** An unchoked peer that has asked for nothing this long loses its slot to a peer that asks. */
+export const CHOKE_IDLE_SLOT_MS = 500
+/** The optimistic slot rotates every this many choke rounds. */
+export const OPTIMISTIC_UNCHOKE_ROUNDS = 3
+/** How often a downloader polls a partial owner's bitfield (the HAVE messages of BitTorrent). */
+export const BITFIELD_POLL_MS = 1_000
+/** How often a running download asks the tracker for owners that joined since. */
+export const OWNER_REFRESH_MS = 1_000
+/** A choked downloader asks that owner again after this long. */
+export const CHOKED_RETRY_MS = 1_000
+/** The first pieces are picked at random, not rarest first, so a newcomer soon has something to trade. */
+export const RANDOM_FIRST_PIECES = 4
+/** How often a node started with --exit-after-upload checks what it has uploaded. */
+export const EXIT_AFTER_UPLOAD_CHECK_MS = 50
+
+// ---- swarm simulator (udptorrent simulate) ----------------------------------------------------------
+// Defaults sized for a 2-core machine running 34 Node processes: at N = 32 the swarm's total upload
+// is 1.25 + 32 × 0.25 = 9.25 MB/s. The per-process fixed costs (timers, polls, GC) saturate the two
+// cores long before the bytes do, so the rates stay low; see the README to scale up.
+export const SIM_DEFAULT_FILE_BYTES = 8 * 1024 * 1024
+export const SIM_DEFAULT_PIECE_BYTES = 16 * 1024
+export const SIM_DEFAULT_PEER_UPLOAD = 250_000
+/** u_s = 5u, as in the flash-crowd target. */
+export const SIM_DEFAULT_SEED_UPLOAD = 1_250_000
+export const SIM_DEFAULT_PEER_COUNTS = [1, 2, 4, 8, 16, 32]
+export const SIM_SEED_LEAVES_PEERS = 16
+export const SIM_MAX_PEERS = 128
+export const SIM_FILE_NAME = 'swarm.bin'
+export const SIM_HEARTBEAT_SECONDS = 2
+export const SIM_OWNER_TIMEOUT_SECONDS = 30
+/** A peer not done by this many times the bound (plus the slack) is recorded as unfinished. */
+export const SIM_TIMEOUT_FACTOR = 4
+export const SIM_TIMEOUT_SLACK_MS = 30_000
+export const SIM_REPORTS_DIR = 'reports'

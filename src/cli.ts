@@ -6,13 +6,16 @@
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import {
-  DEFAULT_BIND_HOST, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR
+  DEFAULT_BIND_HOST, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR,
+  DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MAX_UPLOAD_SLOTS, MIN_PIECE_SIZE, UPLOAD_SLOTS,
+  SIM_DEFAULT_FILE_BYTES, SIM_DEFAULT_PEER_COUNTS, SIM_DEFAULT_PEER_UPLOAD, SIM_DEFAULT_PIECE_BYTES, SIM_DEFAULT_SEED_UPLOAD, SIM_MAX_PEERS
 } from '../configs.js'
 import { CONFIG_FILE_NAME, ConfigFileError, LOG_LEVELS, loadConfigFile, type ConfigFile } from './config-file.js'
 import { setConsoleLogLevel } from './logging.js'
 import { MIN_DATAGRAM_BYTES } from './messages/index.js'
-import { parseByteRate } from './transport/impairment.js'
+import { parseByteRate, parseByteSize } from './transport/impairment.js'
 import { runNode } from './node/main.js'
+import type { PieceOrder } from './node/piece-scheduler.js'
 import { resolveHome } from './paths.js'
 import { runTracker } from './tracker/main.js'
 
@@ -37,6 +40,11 @@ function checkDatagramBytes (value: number | undefined, flag: string): number | 
   if (value !== undefined && !(Number.isInteger(value) && value >= MIN_DATAGRAM_BYTES && value <= MAX_DATAGRAM_BYTES)) {
     throw new UsageError(`${flag} must be ${MIN_DATAGRAM_BYTES}..${MAX_DATAGRAM_BYTES}`)
   }
+  return value
+}
+
+function checkInt (value: number | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) throw new UsageError(`${flag} must be a whole number ${min}..${max}`)
   return value
 }
 
@@ -110,6 +118,11 @@ await yargs(hideBin(process.argv))
     .option('progress-interval', { type: 'number', describe: 'milliseconds between progress updates (default: 200 on a TTY, 2000 otherwise)' })
     .option('datagram-bytes', { type: 'number', hidden: true, describe: 'data datagram size' })
     .option('json', { type: 'boolean', default: false, describe: 'print newline-delimited JSON events on stdout (and nothing else) for scripts' })
+    .option('share', { type: 'boolean', default: true, describe: 'upload what this node downloads, while downloading and after (--no-share: a pure client)' })
+    .option('piece-size', { type: 'number', describe: `piece size in bytes for files this node starts sharing, ${MIN_PIECE_SIZE}..${MAX_PIECE_SIZE} (default ${DEFAULT_PIECE_SIZE})` })
+    .option('upload-slots', { type: 'number', describe: `peers served at once, tit-for-tat plus one optimistic (default ${UPLOAD_SLOTS})` })
+    .option('piece-order', { type: 'string', choices: ['rarest', 'sequential'], hidden: true, describe: 'simulator hook: piece selection in a swarm' })
+    .option('exit-after-upload', { type: 'number', hidden: true, describe: 'simulator hook: leave once this many bytes were uploaded' })
     .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' })
     .config(configFile?.values.node ?? {}),
   async (argv) => {
@@ -135,10 +148,63 @@ await yargs(hideBin(process.argv))
       uploadLimit: rate(argv['upload-limit'], '--upload-limit'),
       downloadLimit: rate(argv['download-limit'], '--download-limit'),
       noOwnerTimeoutMs: argv['owner-timeout'] * 1000,
-      progressIntervalMs: argv['progress-interval']
+      progressIntervalMs: argv['progress-interval'],
+      share: argv.share,
+      pieceSize: checkInt(argv['piece-size'], '--piece-size', MIN_PIECE_SIZE, MAX_PIECE_SIZE),
+      uploadSlots: checkInt(argv['upload-slots'], '--upload-slots', 1, MAX_UPLOAD_SLOTS),
+      pieceOrder: argv['piece-order'] as PieceOrder | undefined,
+      exitAfterUploadBytes: argv['exit-after-upload']
     })
   })
-  .demandCommand(1, 'name a command: tracker or node')
+  .command('simulate', 'run a swarm (tracker, seed, N peers) and compare its distribution time with the Kurose & Ross bound', (y) => y
+    .option('home', { type: 'string', describe: 'folder the report goes under (reports/sim-<time>/)' })
+    .option('out', { type: 'string', describe: 'report folder (default: <home>/reports/sim-<time>)' })
+    .option('size', { type: 'string', default: `${SIM_DEFAULT_FILE_BYTES}B`, describe: 'file size, e.g. 8MB' })
+    .option('piece-size', { type: 'string', default: `${SIM_DEFAULT_PIECE_BYTES}B`, describe: 'piece size, e.g. 32KB' })
+    .option('seed-upload', { type: 'string', default: `${SIM_DEFAULT_SEED_UPLOAD}B/s`, describe: 'the seed\'s upload limit u_s, e.g. 5MB/s' })
+    .option('peer-upload', { type: 'string', default: `${SIM_DEFAULT_PEER_UPLOAD}B/s`, describe: 'each peer\'s upload limit u, e.g. 1MB/s' })
+    .option('peer-download', { type: 'string', describe: 'each peer\'s download limit (default: unlimited)' })
+    .option('peers', { type: 'string', default: SIM_DEFAULT_PEER_COUNTS.join(','), describe: 'the values of N to run, e.g. 1,2,4,8,16,32' })
+    .option('mode', { type: 'string', choices: ['both', 'p2p', 'cs'], default: 'both', describe: 'P2P, client-server (only the seed uploads), or both' })
+    .option('stagger', { type: 'number', default: 0, describe: 'milliseconds between peers\' arrivals (0: a flash crowd)' })
+    .option('loss', { type: 'number', default: 0, describe: 'percent of peer datagrams lost, through the project\'s emulator' })
+    .option('delay', { type: 'number', default: 0, describe: 'milliseconds of delay added to every peer datagram received' })
+    .option('only', { type: 'string', choices: ['all', 'sweep', 'leave'], default: 'all', describe: 'the N sweep, the seed-leaves comparison (N = 16, rarest first vs sequential), or all' }),
+  async (argv) => {
+    const bytes = (v: string, flag: string): number => {
+      try {
+        return parseByteSize(v)
+      } catch (err) {
+        throw new UsageError(`${flag}: ${(err as Error).message}`)
+      }
+    }
+    const peerCounts = argv.peers.split(',').map((n) => Number(n))
+    if (peerCounts.some((n) => !Number.isInteger(n) || n < 1 || n > SIM_MAX_PEERS)) throw new UsageError(`--peers must list whole numbers 1..${SIM_MAX_PEERS}`)
+    if (!(argv.loss >= 0 && argv.loss < 100)) throw new UsageError('--loss must be 0..99 percent')
+    if (!(argv.delay >= 0) || !(argv.stagger >= 0)) throw new UsageError('--delay and --stagger must be ≥ 0')
+    const home = resolveHome(argv.home)
+    // Loaded here, not at the top: the charting library would slow every node's start-up.
+    const { defaultReportDir, runSimulate } = await import('./sim/main.js')
+    const ac = new AbortController()
+    process.once('SIGINT', () => ac.abort(new Error('interrupted')))
+    await runSimulate({
+      fileBytes: bytes(argv.size, '--size'),
+      pieceBytes: checkInt(bytes(argv['piece-size'], '--piece-size'), '--piece-size', MIN_PIECE_SIZE, MAX_PIECE_SIZE) as number,
+      seedUpload: rate(argv['seed-upload'], '--seed-upload') as number,
+      peerUpload: rate(argv['peer-upload'], '--peer-upload') as number,
+      peerDownload: rate(argv['peer-download'], '--peer-download') ?? Infinity,
+      peerCounts,
+      modes: argv.mode === 'both' ? ['p2p', 'cs'] : [argv.mode as 'p2p' | 'cs'],
+      staggerMs: argv.stagger,
+      lossPercent: argv.loss,
+      delayMs: argv.delay,
+      parts: argv.only === 'all' ? ['sweep', 'leave'] : [argv.only as 'sweep' | 'leave'],
+      out: argv.out ?? defaultReportDir(home),
+      command: `udptorrent ${hideBin(process.argv).join(' ')}`,
+      signal: ac.signal
+    })
+  })
+  .demandCommand(1, 'name a command: tracker, node or simulate')
   .strict()
   .fail((msg, err) => {
     process.stderr.write(`udptorrent: ${err?.message ?? msg}\n`)

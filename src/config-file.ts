@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
-import { HOME_ENV_VAR, MAX_DATAGRAM_BYTES } from '../configs.js'
+import { HOME_ENV_VAR, MAX_DATAGRAM_BYTES, MAX_PIECE_SIZE, MAX_UPLOAD_SLOTS, MIN_PIECE_SIZE } from '../configs.js'
 import { MIN_DATAGRAM_BYTES } from './messages/index.js'
 import { parseByteRate } from './transport/impairment.js'
 
@@ -86,7 +86,10 @@ export const CONFIG_KEYS: Record<CommandName, Record<string, Check>> = {
     'download-limit': rate,
     'max-datagram-bytes': int(MIN_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES),
     'progress-interval': int(1, 3_600_000),
-    json: bool
+    json: bool,
+    share: bool,
+    'piece-size': int(MIN_PIECE_SIZE, MAX_PIECE_SIZE),
+    'upload-slots': int(1, MAX_UPLOAD_SLOTS)
   }
 }
 

@@ -102,7 +102,7 @@ export async function floodScenario (budget: Budget): Promise<Row[]> {
     const r = await s.register()
     if (r?.type !== MessageType.RegisterAck) throw new Error(`honest REGISTER: ${describeReply(r)}`)
   }
-  const own = await owner.call({ type: MessageType.Own, file: { name: 'flood.bin', size: 5_000_000, pieceSize: 256 * 1024, contentHash: Buffer.alloc(32, 7) } })
+  const own = await owner.call({ type: MessageType.Own, complete: true, file: { name: 'flood.bin', size: 5_000_000, pieceSize: 256 * 1024, contentHash: Buffer.alloc(32, 7) } })
   if (own?.type !== MessageType.Ack) throw new Error(`OWN: ${describeReply(own)}`)
   // Owner 701 must stay listed for the whole run: heartbeat it.
   const beat = setInterval(() => { void owner.register() }, 2_000)

@@ -43,7 +43,7 @@ function sampleMessages (prng: Prng, ctx: HostileContext): Message[] {
     { type: MessageType.Connect, txid: u32() },
     { type: MessageType.ConnectReply, txid: u32(), connectionId: bytes(CONNECTION_ID_BYTES) },
     { type: MessageType.Register, txid: u32(), ...signed, publicKey: bytes(PUBLIC_KEY_BYTES) },
-    { type: MessageType.Own, txid: u32(), ...signed, file },
+    { type: MessageType.Own, complete: true, txid: u32(), ...signed, file },
     { type: MessageType.Need, txid: u32(), ...signed, name: file.name },
     { type: MessageType.Update, txid: u32(), ...signed, contentHash: hash(), received: [{ ownerId: u32(), bytes: prng.int(1e9) }, { ownerId: u32(), bytes: 1 }] },
     { type: MessageType.Exit, txid: u32(), ...signed },

@@ -32,6 +32,7 @@ export async function registryGrowth (): Promise<Row> {
     while (performance.now() - started < SECONDS * 1000) {
       const r = await session.call({
         type: MessageType.Own,
+        complete: true,
         file: { name: `junk-${i}-${owned}.bin`, size: 1e12, pieceSize: 16 * 1024 * 1024, contentHash: Buffer.from(`${i}:${owned}`.padEnd(32, '#')) }
       }, 2_000)
       if (r?.type === MessageType.Ack) owned++

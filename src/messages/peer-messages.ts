@@ -13,7 +13,7 @@ export const MAX_REQUEST_BYTES = MAX_DATAGRAMS_PER_REQUEST * (MAX_DATAGRAM_BYTES
 
 function readStream (r: BufferReader): Stream {
   const s = r.u8('stream')
-  if (s !== Stream.Content && s !== Stream.Manifest) throw new MalformedMessageError('out-of-bounds', `stream ${s}`)
+  if (s !== Stream.Content && s !== Stream.Manifest && s !== Stream.Bitfield) throw new MalformedMessageError('out-of-bounds', `stream ${s}`)
   return s
 }
 

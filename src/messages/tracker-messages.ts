@@ -104,10 +104,13 @@ export const trackerCodecs = {
     }
   },
   [MessageType.Own]: {
-    write: (w: BufferWriter, m: OwnMsg) => { writeFileIdentity(writeSignedHead(w, m), m.file); w.bytes(m.signature) },
+    write: (w: BufferWriter, m: OwnMsg) => { writeFileIdentity(writeSignedHead(w, m), m.file); w.u8(m.complete ? 1 : 0).bytes(m.signature) },
     read: (r: BufferReader, txid: number): OwnMsg => {
       const head = readSignedHead(r)
-      return { type: MessageType.Own, txid, ...head, file: readFileIdentity(r), signature: readSignature(r) }
+      const file = readFileIdentity(r)
+      const flags = r.u8('own flags')
+      if (flags > 1) throw new MalformedMessageError('out-of-bounds', `own flags ${flags}`)
+      return { type: MessageType.Own, txid, ...head, file, complete: flags === 1, signature: readSignature(r) }
     }
   },
   [MessageType.Need]: {

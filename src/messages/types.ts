@@ -44,13 +44,19 @@ export enum RejectReason {
   OutOfRange = 2,
   Busy = 3,
   /** The handshake cookie is missing, forged or expired: HELLO again. */
-  BadCookie = 4
+  BadCookie = 4,
+  /** No upload slot for you right now (tit-for-tat): ask again later, or ask someone else. */
+  Choked = 5,
+  /** A partial owner does not have (all of) that range yet: its bitfield was stale. */
+  Missing = 6
 }
 
 /** What a data request addresses: the file's bytes, or its manifest (the piece-hash list). */
 export enum Stream {
   Content = 0,
-  Manifest = 1
+  Manifest = 1,
+  /** The owner's verified pieces, one bit per piece (most significant bit first), polled as BitTorrent's HAVE. */
+  Bitfield = 2
 }
 
 /** A file's identity: the same name with another content hash is another file. */
@@ -88,7 +94,8 @@ interface Signed extends Base {
 export interface ConnectMsg extends Base { type: MessageType.Connect }
 export interface ConnectReplyMsg extends Base { type: MessageType.ConnectReply, connectionId: Buffer }
 export interface RegisterMsg extends Signed { type: MessageType.Register, publicKey: Buffer }
-export interface OwnMsg extends Signed { type: MessageType.Own, file: FileIdentity }
+/** `complete` false: the node is still downloading and serves the pieces it has verified. */
+export interface OwnMsg extends Signed { type: MessageType.Own, file: FileIdentity, complete: boolean }
 export interface NeedMsg extends Signed { type: MessageType.Need, name: string }
 export interface UpdateMsg extends Signed {
   type: MessageType.Update

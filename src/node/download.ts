@@ -2,14 +2,15 @@ import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises
 import path from 'node:path'
 import type { Logger } from 'pino'
 import {
-  DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER
+  BITFIELD_POLL_MS, CHOKED_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
+  PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
-import { checkFileName, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
+import { checkFileName, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
 import type { ByteBudget } from './byte-budget.js'
-import { PieceScheduler } from './piece-scheduler.js'
+import { PieceScheduler, type PieceOrder } from './piece-scheduler.js'
 import { PieceStore } from './piece-store.js'
 import type { TrackerClient } from './tracker-client.js'
 
@@ -45,8 +46,12 @@ export interface DownloadInit {
   signal: AbortSignal
   noOwnerTimeoutMs?: number
   piecesInFlightPerOwner?: number
+  /** How pieces are picked in a swarm (default rarest first). */
+  pieceOrder?: PieceOrder
   /** The node's budget for receive buffers, shared by all its downloads. */
   receiveBudget?: ByteBudget
+  /** Called once the pieces phase begins: from then on the node may serve the pieces it verifies (a partial owner). */
+  onPiecesStarted?: (identity: FileIdentity, manifest: Manifest, store: PieceStore) => Promise<void>
   /** Called once the file is complete and in place, before the download resolves. */
   onComplete: (name: string, manifest: Manifest) => Promise<void>
 }
@@ -57,6 +62,12 @@ export interface OwnerProgress {
   nodeId: number
   address: string
   state: OwnerState
+  /** False while the owner is itself still downloading. */
+  complete: boolean
+  /** Whether the owner refused us an upload slot at our last request. */
+  choked: boolean
+  /** Verified bytes it gave us while it was itself still downloading. */
+  bytesWhilePartial: number
   bytes: number
   /** Verified bytes from this owner per second since the download started. */
   goodputBytesPerSecond: number
@@ -90,6 +101,17 @@ interface Owner {
   entry: OwnerEntry
   link: PeerLink
   state: OwnerState
+  /** No request to this owner before this time (it choked us). */
+  chokedUntil: number
+  /** Resolves when the choke back-off ends: the owner's workers wait on this one timer. */
+  chokeWait: Promise<void> | undefined
+  /** After a choke, one request probes whether we have a slot again; the other workers wait for its answer. */
+  probing: 'no' | 'due' | 'sent'
+  bytesWhilePartial: number
+  /** Where this owner's idle workers wait: one timer, however many workers. */
+  idle: WakeUp
+  /** A bitfield poll is under way. */
+  polling: boolean
   bytes: number
   pieces: number
   failures: number
@@ -110,11 +132,15 @@ export class Download {
   private phase: DownloadProgress['phase'] = 'locating'
   private readonly startedAt = Date.now()
   private bytesThisRun = 0
-  private wake: () => void = () => {}
+  /** Wakes the supervisor at every change. */
+  private readonly anyChange = new WakeUp(DOWNLOAD_IDLE_TICK_MS)
 
   constructor (private readonly init: DownloadInit) {
     this.name = checkFileName(init.name)
   }
+
+  /** What is being downloaded, once the tracker has said. */
+  get fileIdentity (): FileIdentity | undefined { return this.identity }
 
   get progress (): DownloadProgress {
     const size = this.identity?.size ?? 0
@@ -131,6 +157,9 @@ export class Download {
         nodeId: o.entry.nodeId,
         address: `${o.entry.host}:${o.entry.port}`,
         state: o.state,
+        complete: o.entry.complete,
+        choked: o.chokedUntil > Date.now(),
+        bytesWhilePartial: o.bytesWhilePartial,
         bytes: o.bytes,
         goodputBytesPerSecond: o.bytes / Math.max(1e-3, (Date.now() - this.startedAt) / 1000),
         pieces: o.pieces,
@@ -161,6 +190,7 @@ export class Download {
       manifest
     }).catch((err: unknown) => { throw diskError(err, dir, this.name) })
     this.store = store
+    await this.init.onPiecesStarted?.(identity, manifest, store)
     const resumedPieces = store.verifiedCount
     if (resumedPieces > 0) logger.info({ file: this.name, resumedPieces, pieces: store.count }, 'resuming from verified pieces')
     const phases: Record<string, number> = {}
@@ -202,7 +232,7 @@ export class Download {
       phases,
       memory: process.memoryUsage(),
       owners: this.progress.owners.map((o) => ({
-        nodeId: o.nodeId, state: o.state, bytes: o.bytes, goodputBytesPerSecond: Math.round(o.bytes / Math.max(seconds, 1e-3)), failures: o.failures, ...o.link
+        nodeId: o.nodeId, state: o.state, complete: o.complete, bytes: o.bytes, bytesWhilePartial: o.bytesWhilePartial, goodputBytesPerSecond: Math.round(o.bytes / Math.max(seconds, 1e-3)), failures: o.failures, ...o.link
       }))
     }, 'download complete')
     return result
@@ -228,8 +258,16 @@ export class Download {
     for (const entry of entries) {
       if (entry.nodeId === this.init.selfId) continue
       const known = this.owners.get(entry.nodeId)
-      if (known?.state === 'banned' || known?.state === 'active') continue
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', bytes: 0, pieces: 0, failures: 0, workers: 0 })
+      if (known?.state === 'banned') continue
+      if (known?.state === 'active') {
+        // A partial owner that finished: it now has every piece.
+        if (entry.complete && !known.entry.complete) {
+          known.entry = entry
+          added++
+        }
+        continue
+      }
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0 })
       added++
     }
     return added
@@ -289,22 +327,43 @@ export class Download {
   }
 
   private async fetchPieces (store: PieceStore, identity: FileIdentity): Promise<void> {
-    const scheduler = new PieceScheduler(store.missing(), this.activeOwners().map((o) => o.entry.nodeId))
+    const active = this.activeOwners()
+    // S/N shares only when every owner has the whole file; otherwise this is a swarm: rarest first.
+    const scheduler = new PieceScheduler(store.missing(), active.every((o) => o.entry.complete) ? active.map((o) => o.entry.nodeId) : [], { order: this.init.pieceOrder })
     const attempts = new Map<string, AbortController>()
     const writes = new Set<Promise<void>>()
     let failure: Error | undefined
-    const notify = (): void => { const w = this.wake; this.wake = () => {}; w() }
+    // Any change may give any owner's idle workers something to do (a piece back in the pool).
+    const notify = (): void => {
+      this.anyChange.wake()
+      for (const o of this.owners.values()) o.idle.wake()
+    }
 
     const worker = async (owner: Owner): Promise<void> => {
       owner.workers++
       try {
         while (!scheduler.isComplete && owner.state === 'active' && failure === undefined && !this.init.signal.aborted) {
-          const piece = scheduler.next(owner.entry.nodeId)
-          if (piece === undefined) {
-            await this.changed()
+          if (owner.chokeWait !== undefined) {
+            await owner.chokeWait
             continue
           }
+          if (owner.probing === 'sent') {
+            await owner.idle.wait()
+            continue
+          }
+          const piece = scheduler.next(owner.entry.nodeId)
+          if (piece === undefined) {
+            await owner.idle.wait()
+            continue
+          }
+          const probe = owner.probing === 'due'
+          if (probe) owner.probing = 'sent'
           await this.fetchPiece(owner, piece, scheduler, store, identity, attempts, writes, notify)
+          // Still 'sent' means the probe was answered with data (a choke resets it): unchoked.
+          if (probe && owner.probing === 'sent') {
+            owner.probing = 'no'
+            notify()
+          }
         }
       } catch (err) {
         failure ??= err as Error
@@ -315,19 +374,77 @@ export class Download {
     }
     const startWorkers = (): void => {
       for (const owner of this.activeOwners()) {
-        scheduler.addOwner(owner.entry.nodeId)
-        const want = this.init.piecesInFlightPerOwner ?? PIECES_IN_FLIGHT_PER_OWNER
+        scheduler.addOwner(owner.entry.nodeId, owner.entry.complete)
+        // A partial owner has few pieces to give and upload slots to share: a deep queue there only
+        // delays pieces another owner could have sent.
+        const want = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
         while (owner.workers < want) void worker(owner)
       }
     }
 
     startWorkers()
+    // A swarm changes while we download: partial owners verify pieces (their bitfields, polled like
+    // BitTorrent's HAVE) and new owners join (a periodic NEED).
+    const pollBitfields = (): void => {
+      for (const owner of this.activeOwners()) {
+        // New bits concern only that owner's workers.
+        if (!owner.entry.complete && !owner.polling) void this.pollBitfield(owner, scheduler, identity, store.count).then(() => owner.idle.wake())
+      }
+    }
+    let lastRefresh = Date.now()
+    const refreshOwners = async (): Promise<void> => {
+      lastRefresh = Date.now()
+      const reply = await this.init.tracker.need(this.name, this.init.signal).catch(() => undefined)
+      if (reply?.file != null && this.addOwners(reply.owners, reply.file) > 0) startWorkers()
+    }
+    pollBitfields()
+    const poller = setInterval(pollBitfields, BITFIELD_POLL_MS)
+    try {
+      await this.superviseWorkers(scheduler, store, startWorkers, refreshOwners, () => lastRefresh, () => failure)
+    } finally {
+      clearInterval(poller)
+    }
+    await Promise.all(writes)
+    if (failure !== undefined) throw failure
+  }
+
+  /** Fetches a partial owner's bitfield into the scheduler; an owner that fails it is handled like a failed fetch. */
+  private async pollBitfield (owner: Owner, scheduler: PieceScheduler, identity: FileIdentity, pieces: number): Promise<void> {
+    owner.polling = true
+    const bits = Buffer.alloc(Math.ceil(pieces / 8))
+    try {
+      await owner.link.fetch({
+        contentHash: identity.contentHash,
+        stream: Stream.Bitfield,
+        offset: 0,
+        length: bits.length,
+        onData: (offset, payload) => { payload.copy(bits, offset) },
+        signal: this.init.signal
+      })
+      if (owner.state === 'active' && !owner.entry.complete) scheduler.setBitfield(owner.entry.nodeId, bits)
+    } catch (err) {
+      if (this.init.signal.aborted) return
+      if (err instanceof PeerTimeoutError || (err instanceof PeerRejectedError && err.reason === RejectReason.UnknownContent)) {
+        this.dropOwner(owner, 'dead', err)
+        scheduler.removeOwner(owner.entry.nodeId)
+      }
+    } finally {
+      owner.polling = false
+    }
+  }
+
+  /** Waits for the pieces to be done, fails after the no-owner timeout, and keeps the owner list fresh. */
+  private async superviseWorkers (
+    scheduler: PieceScheduler, store: PieceStore, startWorkers: () => void, refreshOwners: () => Promise<void>,
+    lastRefresh: () => number, failure: () => Error | undefined
+  ): Promise<void> {
     let idleSince: number | undefined
     let verifiedAtIdle = 0
     const noOwnerTimeout = this.init.noOwnerTimeoutMs ?? DOWNLOAD_NO_OWNER_TIMEOUT_MS
     while (!scheduler.isComplete) {
       if (this.init.signal.aborted) throw abortError(this.init.signal)
-      if (failure !== undefined) throw failure
+      const failed = failure()
+      if (failed !== undefined) throw failed
       if (this.activeOwners().length === 0) {
         // The clock runs from the last verified piece: owners that come back and fail again do not reset it.
         if (idleSince === undefined || store.verifiedCount > verifiedAtIdle) {
@@ -347,10 +464,9 @@ export class Download {
         await this.pause(Math.min(1000, noOwnerTimeout - waited))
         continue
       }
-      await this.changed()
+      if (Date.now() - lastRefresh() >= OWNER_REFRESH_MS) await refreshOwners()
+      await this.anyChange.wait()
     }
-    await Promise.all(writes)
-    if (failure !== undefined) throw failure
   }
 
   private async fetchPiece (
@@ -395,8 +511,18 @@ export class Download {
       })
     } catch (err) {
       scheduler.fail(piece, ownerId)
+      if (err instanceof PeerRejectedError && err.reason === RejectReason.Choked) {
+        // No upload slot for us now: not a fault. Others serve meanwhile; one request asks again
+        // later. No wake-up for every idle worker here: in a big swarm most requests are choked.
+        this.backOffChoked(owner)
+        return
+      }
       notify()
       if (ac.signal.aborted) return // end game: someone else verified it first, or we are stopping
+      if (err instanceof PeerRejectedError && (err.reason === RejectReason.Missing || err.reason === RejectReason.Busy)) {
+        if (err.reason === RejectReason.Missing) scheduler.lacks(ownerId, piece)
+        return
+      }
       if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {
         // An owner that says it lacks the content (or the range) is wrong about this file for the
         // rest of the download; one that went silent may come back, via a later NEED.
@@ -424,6 +550,7 @@ export class Download {
     if (others === undefined) return
     for (const other of others) attempts.get(`${piece}:${other}`)?.abort()
     owner.bytes += length
+    if (!owner.entry.complete) owner.bytesWhilePartial += length
     owner.pieces++
     this.bytesThisRun += length
     const write = store.write(piece, buf)
@@ -434,6 +561,19 @@ export class Download {
       writes.delete(write)
       notify()
     }
+  }
+
+  private backOffChoked (owner: Owner): void {
+    owner.probing = 'no'
+    if (owner.chokeWait !== undefined) return
+    owner.chokedUntil = Date.now() + CHOKED_RETRY_MS
+    owner.chokeWait = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        owner.chokeWait = undefined
+        owner.probing = 'due'
+        resolve()
+      }, CHOKED_RETRY_MS).unref()
+    })
   }
 
   /** Tells the tracker how many bytes each owner gave us, which is the owners' upload credit. */
@@ -447,15 +587,6 @@ export class Download {
     }
   }
 
-  /** Resolves at the next scheduler change (a piece verified or failed, an owner gone), or after a short tick. */
-  private async changed (): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 250)
-      const prev = this.wake
-      this.wake = () => { clearTimeout(t); prev(); resolve() }
-    })
-  }
-
   private async pause (ms: number): Promise<void> {
     const signal = this.init.signal
     await new Promise<void>((resolve, reject) => {
@@ -463,6 +594,31 @@ export class Download {
       const onAbort = (): void => { clearTimeout(t); reject(abortError(signal)) }
       signal.addEventListener('abort', onAbort, { once: true })
     })
+  }
+}
+
+/** A wait many tasks share: one promise and one timer, resolved by wake() or after `tickMs`. */
+class WakeUp {
+  private pending: { promise: Promise<void>, resolve: () => void, timer: NodeJS.Timeout } | undefined
+
+  constructor (private readonly tickMs: number) {}
+
+  async wait (): Promise<void> {
+    if (this.pending === undefined) {
+      let resolve = (): void => {}
+      const promise = new Promise<void>((r) => { resolve = r })
+      const timer = setTimeout(() => this.wake(), this.tickMs)
+      this.pending = { promise, resolve, timer }
+    }
+    await this.pending.promise
+  }
+
+  wake (): void {
+    const p = this.pending
+    if (p === undefined) return
+    this.pending = undefined
+    clearTimeout(p.timer)
+    p.resolve()
   }
 }
 

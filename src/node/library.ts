@@ -1,10 +1,10 @@
 import { lstat, mkdir, open, readFile, realpath, rename, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR, SHARED_FILE_RECHECK_MS } from '../../configs.js'
+import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR, PART_SUFFIX, SHARED_FILE_RECHECK_MS } from '../../configs.js'
 import { checkFileName, Stream, type FileIdentity } from '../messages/index.js'
 import type { BlockSource, ServedResource } from '../transport/block-server.js'
-import { hashFile, readFully, type Manifest } from './manifest.js'
+import { hashFile, pieceCount, readFully, type Manifest } from './manifest.js'
 
 /** A file this node cannot share (missing, not a regular file, outside its folder). */
 export class ShareError extends Error {
@@ -20,6 +20,16 @@ export interface SharedFile {
 }
 
 interface Fingerprint { size: number, mtimeMs: number, ino: number }
+
+/** A download in progress, served piece by piece as they verify. */
+interface PartialFile {
+  identity: FileIdentity
+  manifest: Manifest
+  /** The `.part` file, and where it goes once complete (reads follow it there). */
+  partPath: string
+  finalPath: string
+  has: (piece: number) => boolean
+}
 
 export interface LibraryInit {
   dir: string
@@ -38,6 +48,7 @@ const SHARED_LIST = 'shared.json'
  */
 export class Library implements BlockSource {
   private readonly byHash = new Map<string, SharedFile>()
+  private readonly partials = new Map<string, PartialFile>()
   private readonly handles = new Map<string, Promise<FileHandle>>()
   private readonly checked = new Map<string, { at: number, ok: Promise<boolean> }>()
   private readonly pieceSize: number
@@ -87,17 +98,43 @@ export class Library implements BlockSource {
       if (f.identity.name === name && key !== manifest.contentHash.toString('hex')) this.byHash.delete(key)
     }
     this.byHash.set(manifest.contentHash.toString('hex'), shared)
+    this.removePartial(manifest.contentHash)
     await this.saveList()
     return shared
   }
 
+  /** Serves the verified pieces of a download in progress, until it completes (add) or stops (removePartial). */
+  addPartial (identity: FileIdentity, manifest: Manifest, has: (piece: number) => boolean): void {
+    const key = identity.contentHash.toString('hex')
+    if (this.byHash.has(key)) return
+    const finalPath = path.join(this.init.dir, identity.name)
+    this.partials.set(key, { identity, manifest, partPath: `${finalPath}${PART_SUFFIX}`, finalPath, has })
+  }
+
+  removePartial (contentHash: Buffer): void {
+    const p = this.partials.get(contentHash.toString('hex'))
+    if (p === undefined) return
+    this.partials.delete(contentHash.toString('hex'))
+    this.closeHandle(p.partPath)
+  }
+
+  /** The verified pieces of a content, as a bitfield (most significant bit first). */
+  private bitfield (manifest: Manifest, has: (piece: number) => boolean): Buffer {
+    const pieces = pieceCount(manifest.size, manifest.pieceSize)
+    const bits = Buffer.alloc(Math.ceil(pieces / 8))
+    for (let i = 0; i < pieces; i++) if (has(i)) bits[i >> 3] = (bits[i >> 3] ?? 0) | (0x80 >> (i & 7))
+    return bits
+  }
+
   open (contentHash: Buffer, stream: Stream): ServedResource | undefined {
-    const shared = this.byHash.get(contentHash.toString('hex'))
-    if (shared === undefined) return undefined
-    if (stream === Stream.Manifest) {
-      const hashes = shared.manifest.pieceHashes
-      return { size: hashes.length, read: async (offset, length) => hashes.subarray(offset, offset + length) }
+    const key = contentHash.toString('hex')
+    const shared = this.byHash.get(key)
+    if (shared === undefined) {
+      const partial = this.partials.get(key)
+      return partial === undefined ? undefined : this.openPartial(partial, stream)
     }
+    if (stream === Stream.Manifest) return this.manifestResource(shared.manifest)
+    if (stream === Stream.Bitfield) return this.bitfieldResource(shared.manifest, () => true)
     return {
       size: shared.identity.size,
       read: async (offset, length) => {
@@ -108,6 +145,45 @@ export class Library implements BlockSource {
         return buf
       }
     }
+  }
+
+  private manifestResource (manifest: Manifest): ServedResource {
+    const hashes = manifest.pieceHashes
+    return { size: hashes.length, read: async (offset, length) => hashes.subarray(offset, offset + length) }
+  }
+
+  private bitfieldResource (manifest: Manifest, has: (piece: number) => boolean): ServedResource {
+    const size = Math.ceil(pieceCount(manifest.size, manifest.pieceSize) / 8)
+    return { size, read: async (offset, length) => this.bitfield(manifest, has).subarray(offset, offset + length) }
+  }
+
+  private openPartial (partial: PartialFile, stream: Stream): ServedResource {
+    const { manifest } = partial
+    if (stream === Stream.Manifest) return this.manifestResource(manifest)
+    if (stream === Stream.Bitfield) return this.bitfieldResource(manifest, partial.has)
+    return {
+      size: manifest.size,
+      has: (offset, length) => {
+        if (length === 0) return true
+        const last = Math.floor((offset + length - 1) / manifest.pieceSize)
+        for (let p = Math.floor(offset / manifest.pieceSize); p <= last; p++) if (!partial.has(p)) return false
+        return true
+      },
+      read: async (offset, length) => {
+        const buf = Buffer.allocUnsafe(length)
+        // The download may have just renamed the part file into place: an open handle follows it,
+        // and a new open looks for it under its final name.
+        const fh = await this.handle(partial.partPath).catch(async () => await this.handle(partial.finalPath))
+        await readFully(fh, buf, length, offset)
+        return buf
+      }
+    }
+  }
+
+  private closeHandle (file: string): void {
+    const handle = this.handles.get(file)
+    this.handles.delete(file)
+    void handle?.then(async (fh) => await fh.close()).catch(() => {})
   }
 
   /**
@@ -130,9 +206,7 @@ export class Library implements BlockSource {
     if (this.byHash.get(key) !== shared) return
     this.byHash.delete(key)
     this.checked.delete(key)
-    const handle = this.handles.get(shared.path)
-    this.handles.delete(shared.path)
-    void handle?.then(async (fh) => await fh.close()).catch(() => {})
+    this.closeHandle(shared.path)
     const reason = 'it changed or was deleted on disk, so its hashes no longer hold'
     this.init.logger?.error({ file: shared.identity.name, path: shared.path }, `stopped sharing: ${reason}`)
     this.init.onWithdrawn?.(shared.identity.name, reason)

@@ -1,4 +1,5 @@
 import readline from 'node:readline'
+import { EXIT_AFTER_UPLOAD_CHECK_MS } from '../../configs.js'
 import { createFileLogger, flushLogger } from '../logging.js'
 import { nodeFilesDir } from '../paths.js'
 import { Impairment, parseImpairment } from '../transport/impairment.js'
@@ -7,6 +8,7 @@ import { HELP_TEXT, parseCommand } from './commands.js'
 import { ConsoleUi, JsonUi, type NodeUi } from './console-ui.js'
 import type { DownloadResult } from './download.js'
 import { UdpTorrentNode } from './node.js'
+import type { PieceOrder } from './piece-scheduler.js'
 
 export interface NodeMainInit {
   id: number
@@ -28,6 +30,12 @@ export interface NodeMainInit {
   progressIntervalMs?: number
   /** Newline-delimited JSON events on stdout, and nothing else there. */
   json?: boolean
+  share?: boolean
+  pieceSize?: number
+  uploadSlots?: number
+  pieceOrder?: PieceOrder
+  /** Leave once this many bytes were uploaded (the simulator's seed that leaves after one copy). */
+  exitAfterUploadBytes?: number
 }
 
 /**
@@ -56,6 +64,10 @@ export async function runNode (init: NodeMainInit): Promise<void> {
       uploadLimit: init.uploadLimit,
       downloadLimit: init.downloadLimit,
       noOwnerTimeoutMs: init.noOwnerTimeoutMs,
+      share: init.share,
+      pieceSize: init.pieceSize,
+      uploadSlots: init.uploadSlots,
+      pieceOrder: init.pieceOrder,
       inboundFilter: init.impair !== undefined ? new Impairment(parseImpairment(init.impair)) : undefined,
       logger
     })
@@ -120,6 +132,14 @@ export async function runNode (init: NodeMainInit): Promise<void> {
     const done = tryDownload(name)
     if (done === undefined) flagFailures++
     else flagWork.push(done.catch(() => { flagFailures++ }))
+  }
+  if (init.exitAfterUploadBytes !== undefined) {
+    const limit = init.exitAfterUploadBytes
+    const timer = setInterval(() => {
+      if (node.server.stats.bytesSent < limit) return
+      clearInterval(timer)
+      void shutdown(0, `uploaded ${node.server.stats.bytesSent} bytes`)
+    }, EXIT_AFTER_UPLOAD_CHECK_MS)
   }
   if (init.exitWhenDone) {
     void Promise.all(flagWork).then(async () => {

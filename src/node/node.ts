@@ -13,6 +13,8 @@ import { PeerLink } from '../transport/peer-link.js'
 import { limiterBurst, TokenBucket } from '../transport/token-bucket.js'
 import { ByteBudget } from './byte-budget.js'
 import { Download, type DownloadProgress, type DownloadResult } from './download.js'
+import { Choker, type ChokerState } from './choker.js'
+import type { PieceOrder } from './piece-scheduler.js'
 import { Library, type SharedFile } from './library.js'
 import { TrackerClient } from './tracker-client.js'
 
@@ -33,6 +35,18 @@ export interface NodeInit {
   noOwnerTimeoutMs?: number
   /** Impairs inbound peer datagrams (tests, simulator); the tracker's are exempt. */
   inboundFilter?: DatagramFilter
+  /**
+   * Whether this node uploads what it downloads: the verified pieces of a download in progress (as
+   * a partial owner) and the file once complete. False makes a pure client (the simulator's
+   * client-server mode). Default true.
+   */
+  share?: boolean
+  /** Piece size for files this node starts sharing (default DEFAULT_PIECE_SIZE). */
+  pieceSize?: number
+  /** Peers served at once (default UPLOAD_SLOTS). */
+  uploadSlots?: number
+  /** Piece selection in a swarm (default rarest first; 'sequential' is for comparison). */
+  pieceOrder?: PieceOrder
   logger: Logger
 }
 
@@ -43,7 +57,9 @@ export interface NodeStatus {
   shared: Array<{ name: string, size: number, contentHash: string }>
   downloads: DownloadProgress[]
   peers: number
-  served: { requests: number, bytes: number }
+  served: { requests: number, bytes: number, choked: number }
+  /** Who this node uploads to now (tit-for-tat), by address. */
+  choker: ChokerState
   malformedDatagrams: number
 }
 
@@ -59,14 +75,17 @@ export class UdpTorrentNode {
   private readonly downloadLimiter: TokenBucket | undefined
   private readonly receiveBudget = new ByteBudget(MAX_RECEIVE_BUFFER_BYTES)
   private stopping = false
+  private readonly stopChoker: () => void
 
   private constructor (
     readonly init: NodeInit,
     readonly endpoint: Endpoint,
     readonly library: Library,
     readonly server: BlockServer,
-    readonly tracker: TrackerClient
+    readonly tracker: TrackerClient,
+    readonly choker: Choker
   ) {
+    this.stopChoker = choker.start()
     this.downloadLimiter = init.downloadLimit === undefined ? undefined : new TokenBucket(init.downloadLimit, limiterBurst(init.downloadLimit, MAX_DATAGRAMS_PER_REQUEST * DEFAULT_DATAGRAM_BYTES))
   }
 
@@ -79,12 +98,19 @@ export class UdpTorrentNode {
     let node: UdpTorrentNode | undefined
     const library = new Library({
       dir: init.dir,
+      pieceSize: init.pieceSize,
       logger: init.logger,
       onWithdrawn: (name, reason) => node?.events.emit('withdrawn', { name, reason })
+    })
+    const choker = new Choker({
+      slots: init.uploadSlots,
+      receivedFrom: (peer) => node?.links.get(peer)?.stats.bytesReceived ?? 0,
+      downloading: () => (node?.downloads.size ?? 0) > 0
     })
     const server = new BlockServer({
       endpoint,
       source: library,
+      gate: choker,
       maxReadsInFlight: MAX_OPEN_SERVE_HANDLES,
       maxReadsPerPeer: MAX_SERVE_READS_PER_PEER,
       // A fresh secret per run: cookies from before a restart are refused and peers say HELLO again.
@@ -104,7 +130,7 @@ export class UdpTorrentNode {
       logger: init.logger,
       onJoined: async () => { await node?.announceAll() }
     })
-    node = new UdpTorrentNode(init, endpoint, library, server, tracker)
+    node = new UdpTorrentNode(init, endpoint, library, server, tracker, choker)
     init.logger.info({ nodeId: init.id, address: endpoint.address, dir: init.dir, tracker: init.tracker }, 'node started')
     // Files shared before a restart are shared again; a file that went away is skipped.
     for (const name of await library.previouslyShared()) {
@@ -145,8 +171,15 @@ export class UdpTorrentNode {
       logger: this.init.logger,
       signal: abort.signal,
       noOwnerTimeoutMs: this.init.noOwnerTimeoutMs,
+      pieceOrder: this.init.pieceOrder,
       receiveBudget: this.receiveBudget,
+      onPiecesStarted: async (identity, manifest, store) => {
+        if (this.init.share === false) return
+        this.library.addPartial(identity, manifest, (piece) => store.has(piece))
+        await this.tracker.own(identity, abort.signal, false).catch((err: unknown) => this.init.logger.warn({ err, file: identity.name }, 'could not announce the partial file'))
+      },
       onComplete: async (file, manifest) => {
+        if (this.init.share === false) return
         const shared = await this.library.add(file, manifest)
         await this.tracker.own(shared.identity).catch((err: unknown) => this.init.logger.warn({ err, file }, 'could not announce the finished file'))
       }
@@ -156,6 +189,8 @@ export class UdpTorrentNode {
     this.downloads.set(name, entry)
     done.then(() => this.downloads.delete(name), (err: unknown) => {
       this.downloads.delete(name)
+      const identity = download.fileIdentity
+      if (identity !== undefined) this.library.removePartial(identity.contentHash)
       this.init.logger.error({ file: name, err: (err as Error).message }, 'download failed')
     })
     return entry
@@ -169,7 +204,8 @@ export class UdpTorrentNode {
       shared: this.library.list().map((f) => ({ name: f.identity.name, size: f.identity.size, contentHash: f.identity.contentHash.toString('hex') })),
       downloads: [...this.downloads.values()].map((d) => d.download.progress),
       peers: this.links.size,
-      served: { requests: this.server.stats.requests, bytes: this.server.stats.bytesSent },
+      served: { requests: this.server.stats.requests, bytes: this.server.stats.bytesSent, choked: this.server.stats.choked },
+      choker: this.choker.state,
       malformedDatagrams: this.endpoint.stats.malformed
     }
   }
@@ -178,6 +214,7 @@ export class UdpTorrentNode {
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
+    this.stopChoker()
     for (const d of this.downloads.values()) d.abort.abort(new Error('node is shutting down'))
     await Promise.allSettled([...this.downloads.values()].map(async (d) => await d.done))
     try {
@@ -198,6 +235,19 @@ export class UdpTorrentNode {
     }
   }
 
+  /**
+   * Where a new link to `host` starts: the largest datagram another link to the same host has
+   * had delivered (RFC 8899 §4.3 keeps a PMTU per destination), else the size safe everywhere.
+   * In a swarm most links are short-lived and would otherwise never probe past 1200 bytes.
+   */
+  private confirmedDatagramBytes (host: string): number {
+    let best = DEFAULT_DATAGRAM_BYTES
+    for (const link of this.links.values()) {
+      if (link.remote.host === host) best = Math.max(best, link.confirmedDatagramBytes)
+    }
+    return best
+  }
+
   private linkTo (owner: OwnerEntry): PeerLink {
     const key = `${owner.host}:${owner.port}`
     let link = this.links.get(key)
@@ -206,6 +256,7 @@ export class UdpTorrentNode {
         endpoint: this.endpoint,
         remote: { host: owner.host, port: owner.port },
         datagramBytes: this.init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+        startDatagramBytes: this.confirmedDatagramBytes(owner.host),
         maxDatagramBytes: this.init.maxDatagramBytes ?? pathDatagramCap(owner.host),
         downloadLimiter: this.downloadLimiter,
         logger: this.init.logger

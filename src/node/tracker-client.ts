@@ -77,8 +77,9 @@ export class TrackerClient {
     if (!this.stopped) this.timer = setTimeout(() => { void this.beat() }, nextMs)
   }
 
-  async own (file: FileIdentity, signal?: AbortSignal): Promise<void> {
-    await this.call({ type: MessageType.Own, file }, signal)
+  /** Announces a file; `complete` false for a download in progress, whose verified pieces are served. */
+  async own (file: FileIdentity, signal?: AbortSignal, complete = true): Promise<void> {
+    await this.call({ type: MessageType.Own, complete, file }, signal)
   }
 
   async need (name: string, signal?: AbortSignal): Promise<NeedReplyMsg> {

@@ -99,7 +99,7 @@ export const DASHBOARD_PAGE = String.raw`<!doctype html>
       <tbody></tbody>
     </table>
     <p class="note"><b>Recent requests</b> counts NEED requests for the name in the last minute. The tracker does not see downloads themselves, so this is not a count of downloads in progress.
-      <b>Partial owners</b>: every owner the tracker lists has the whole file today, so this column stays empty. <span id="unknown-needs"></span></p>
+      <b>Partial owners</b> are nodes still downloading the file: they serve the pieces they have already verified. <span id="unknown-needs"></span></p>
   </section>
   <section id="throughput">
     <h2>Swarm throughput <small id="tp-summary"></small></h2>

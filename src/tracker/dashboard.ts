@@ -190,7 +190,7 @@ class DashboardState {
       tracker: { host: address.host, port: address.port },
       nodes,
       files: view.files.map((f) => ({
-        ...f, ownersComplete: f.owners, ownersPartial: [], recentRequests: needsByName.get(f.name) ?? 0
+        ...f, ownersComplete: f.owners.filter((o) => !f.partial.includes(o)), ownersPartial: f.partial, recentRequests: needsByName.get(f.name) ?? 0
       })),
       ranking,
       timeline: [...this.timeline],

@@ -33,6 +33,8 @@ const fileKey = (file: FileIdentity): string => `${file.contentHash.toString('he
 interface FileRecord {
   identity: FileIdentity
   owners: Set<number>
+  /** The owners among `owners` still downloading: they serve only the pieces they have verified. */
+  partial: Set<number>
 }
 
 export interface NeedResult {
@@ -52,14 +54,14 @@ export class RegistryError extends Error {
 /** A read-only picture of the registry for observers (dashboard, stats). */
 export interface RegistryView {
   nodes: Array<{ id: number, host: string, port: number, lastSeen: number, credit: number, files: number }>
-  /** Each file with its owners in the order NEED offers them (best credit first). */
-  files: Array<{ name: string, size: number, contentHash: string, owners: number[] }>
+  /** Each file with its owners in the order NEED offers them (best credit first); `partial` lists those still downloading. */
+  files: Array<{ name: string, size: number, contentHash: string, owners: number[], partial: number[] }>
 }
 
 export interface RegistrySnapshot {
   version: 1
   nodes: Array<{ id: number, host: string, port: number, files: string[] }>
-  files: Array<{ name: string, size: number, pieceSize: number, contentHash: string, owners: number[] }>
+  files: Array<{ name: string, size: number, pieceSize: number, contentHash: string, owners: number[], partial?: number[] }>
   credit: Array<[number, number]>
   /** Node id → hex Ed25519 public key: the key that first registered the id owns it for good. */
   keys?: Array<[number, string]>
@@ -157,27 +159,33 @@ export class Registry {
     return node
   }
 
-  own (id: number, host: string, port: number, file: FileIdentity): void {
-    if (this.addOwner(this.sender(id, host, port), file)) this.version++
+  /** `complete` false: a partial owner, which becomes complete by announcing the file again. */
+  own (id: number, host: string, port: number, file: FileIdentity, complete = true): void {
+    if (this.addOwner(this.sender(id, host, port), file, complete)) this.version++
   }
 
-  /** Records `node` as an owner of `file`; false when it already was. */
-  private addOwner (node: NodeRecord, file: FileIdentity): boolean {
+  /** Records `node` as an owner of `file`; false when nothing changed. A complete owner never becomes partial again. */
+  private addOwner (node: NodeRecord, file: FileIdentity, complete: boolean): boolean {
     const key = fileKey(file)
     let rec = this.files.get(key)
     if (rec === undefined) {
-      rec = { identity: file, owners: new Set() }
+      rec = { identity: file, owners: new Set(), partial: new Set() }
       this.files.set(key, rec)
       let names = this.byName.get(file.name)
       if (names === undefined) this.byName.set(file.name, names = new Set())
       names.add(key)
     }
-    if (rec.owners.has(node.id)) return false
+    if (rec.owners.has(node.id)) {
+      if (!complete || !rec.partial.has(node.id)) return false
+      rec.partial.delete(node.id)
+      return true
+    }
     if (node.files.size >= (this.init.maxFilesPerNode ?? MAX_FILES_PER_NODE)) {
       if (rec.owners.size === 0) this.files.delete(key)
       throw new RegistryError('limit', `node ${node.id} already shares ${node.files.size} files`)
     }
     rec.owners.add(node.id)
+    if (!complete) rec.partial.add(node.id)
     node.files.add(key)
     return true
   }
@@ -204,9 +212,9 @@ export class Registry {
     const owners = [...chosen.owners]
       .filter((o) => o !== id)
       .map((o) => this.nodes.get(o) as NodeRecord)
-      .sort((a, b) => this.creditOf(b.id) - this.creditOf(a.id) || a.id - b.id)
+      .sort((a, b) => this.creditOf(b.id) - this.creditOf(a.id) || Number(chosen.partial.has(a.id)) - Number(chosen.partial.has(b.id)) || a.id - b.id)
       .slice(0, k)
-      .map((n) => ({ nodeId: n.id, host: n.host, port: n.port, credit: this.creditOf(n.id), complete: true }))
+      .map((n) => ({ nodeId: n.id, host: n.host, port: n.port, credit: this.creditOf(n.id), complete: !chosen.partial.has(n.id) }))
     return { file: chosen.identity, variants: keys.size, owners }
   }
 
@@ -265,6 +273,7 @@ export class Registry {
       const rec = this.files.get(key)
       if (rec === undefined) continue
       rec.owners.delete(id)
+      rec.partial.delete(id)
       if (rec.owners.size === 0) {
         this.files.delete(key)
         const names = this.byName.get(rec.identity.name)
@@ -281,7 +290,7 @@ export class Registry {
     return {
       nodes: [...this.nodes.values()].map((n) => ({ id: n.id, host: n.host, port: n.port, lastSeen: n.lastSeen, credit: this.creditOf(n.id), files: n.files.size })),
       files: [...this.files.values()].map((r) => ({
-        name: r.identity.name, size: r.identity.size, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners].sort(byCredit)
+        name: r.identity.name, size: r.identity.size, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners].sort(byCredit), partial: [...r.partial].sort((a, b) => a - b)
       }))
     }
   }
@@ -291,7 +300,7 @@ export class Registry {
       version: 1,
       nodes: [...this.nodes.values()].map((n) => ({ id: n.id, host: n.host, port: n.port, files: [...n.files] })),
       files: [...this.files.values()].map((r) => ({
-        name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners]
+        name: r.identity.name, size: r.identity.size, pieceSize: r.identity.pieceSize, contentHash: r.identity.contentHash.toString('hex'), owners: [...r.owners], partial: [...r.partial]
       })),
       credit: [...this.credit.entries()],
       keys: [...this.keys.entries()].map(([id, key]) => [id, key.toString('hex')]),
@@ -309,9 +318,10 @@ export class Registry {
     for (const n of snap.nodes) this.nodes.set(n.id, { id: n.id, host: n.host, port: n.port, lastSeen: now, files: new Set() })
     for (const f of snap.files) {
       const identity: FileIdentity = { name: f.name, size: f.size, pieceSize: f.pieceSize, contentHash: Buffer.from(f.contentHash, 'hex') }
+      const partial = new Set(f.partial ?? [])
       for (const owner of f.owners) {
         const node = this.nodes.get(owner)
-        if (node !== undefined) this.addOwner(node, identity)
+        if (node !== undefined) this.addOwner(node, identity, !partial.has(owner))
       }
     }
     for (const [id, c] of snap.credit) this.credit.set(id, c)

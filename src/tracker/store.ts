@@ -46,7 +46,8 @@ function isSnapshot (v: unknown): v is RegistrySnapshot {
   return s.version === 1 && Array.isArray(s.nodes) && Array.isArray(s.files) && Array.isArray(s.credit) &&
     s.nodes.every((n) => Number.isInteger(n.id) && typeof n.host === 'string' && Number.isInteger(n.port) && Array.isArray(n.files)) &&
     s.files.every((f) => typeof f.name === 'string' && Number.isSafeInteger(f.size) && Number.isInteger(f.pieceSize) &&
-      typeof f.contentHash === 'string' && /^[0-9a-f]{64}$/.test(f.contentHash) && Array.isArray(f.owners)) &&
+      typeof f.contentHash === 'string' && /^[0-9a-f]{64}$/.test(f.contentHash) && Array.isArray(f.owners) &&
+      (f.partial === undefined || Array.isArray(f.partial))) &&
     s.credit.every((c) => Array.isArray(c) && c.length === 2 && Number.isInteger(c[0]) && Number.isFinite(c[1])) &&
     (s.keys === undefined || (Array.isArray(s.keys) && s.keys.every((k) => Array.isArray(k) && Number.isInteger(k[0]) && typeof k[1] === 'string' && /^[0-9a-f]{64}$/.test(k[1])))) &&
     (s.seqs === undefined || (Array.isArray(s.seqs) && s.seqs.every((q) => Array.isArray(q) && Number.isInteger(q[0]) && Number.isSafeInteger(q[1]))))

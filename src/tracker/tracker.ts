@@ -241,8 +241,8 @@ export class Tracker {
           break
         }
         case MessageType.Own:
-          this.registry.own(msg.nodeId, host, port, msg.file)
-          this.logger.info({ event: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex') }, 'node owns file')
+          this.registry.own(msg.nodeId, host, port, msg.file, msg.complete)
+          this.logger.info({ event: 'own', nodeId: msg.nodeId, complete: msg.complete, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex') }, 'node owns file')
           this.emit({ type: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex'), at })
           this.reply(from, { type: MessageType.Ack, txid: msg.txid }, msg)
           break

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, type HelloMsg, type RequestMsg, type Stream } from '../messages/index.js'
+import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, Stream, type HelloMsg, type RequestMsg } from '../messages/index.js'
 import type { AddressTokens } from './auth.js'
 import { RATE_LIMIT_MAX_QUEUE_MS } from '../../configs.js'
 import type { Endpoint, RemoteAddress } from './endpoint.js'
@@ -9,6 +9,14 @@ import type { TokenBucket } from './token-bucket.js'
 export interface ServedResource {
   size: number
   read: (offset: number, length: number) => Promise<Buffer>
+  /** For a partial owner: whether every byte of the range is verified and may be served. */
+  has?: (offset: number, length: number) => boolean
+}
+
+/** Decides which peers get file data now (the node's choker); manifests and bitfields are always served. */
+export interface UploadGate {
+  allows: (peer: string) => boolean
+  served: (peer: string, bytes: number) => void
 }
 
 export interface BlockSource {
@@ -26,6 +34,7 @@ export interface BlockServerInit {
   cookies: AddressTokens
   /** The node's upload rate limit; answers wait for it, and past a second's worth of backlog requests are dropped. */
   uploadLimiter?: TokenBucket
+  gate?: UploadGate
   logger?: Logger
   onServed?: (to: RemoteAddress, stream: Stream, bytes: number) => void
 }
@@ -36,6 +45,8 @@ export interface BlockServerStats {
   /** Requests without a valid cookie (spoofed, stale, or never handshaken). */
   badCookies: number
   rejected: number
+  /** Content requests refused for want of an upload slot. */
+  choked: number
   dropped: number
   readErrors: number
   datagramsSent: number
@@ -48,7 +59,7 @@ export interface BlockServerStats {
  * of exactly the size the requester asked for.
  */
 export class BlockServer {
-  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
+  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
   private readsInFlight = 0
   private queuedBytes = 0
   private readonly sendOrder = new Map<string, Promise<void>>()
@@ -97,13 +108,23 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.OutOfRange)
       return
     }
+    if (resource.has?.(msg.offset, msg.length) === false) {
+      this.reject(msg, from, RejectReason.Missing)
+      return
+    }
+    const peer = `${from.host}:${from.port}`
+    if (msg.stream === Stream.Content && this.init.gate !== undefined && !this.init.gate.allows(peer)) {
+      this.stats.choked++
+      this.reject(msg, from, RejectReason.Choked)
+      return
+    }
     const limiter = this.init.uploadLimiter
     if (this.readsInFlight >= this.init.maxReadsInFlight ||
         (limiter !== undefined && ((this.queuedBytes + msg.length) / limiter.bytesPerSecond) * 1000 > RATE_LIMIT_MAX_QUEUE_MS)) {
       this.stats.dropped++
       return
     }
-    const key = `${from.host}:${from.port}`
+    const key = peer
     const peerReads = this.readsPerPeer.get(key) ?? 0
     if (peerReads >= this.init.maxReadsPerPeer) {
       this.stats.dropped++
@@ -152,6 +173,7 @@ export class BlockServer {
         endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
         this.stats.datagramsSent++
         this.stats.bytesSent += chunk.length
+        if (msg.stream === Stream.Content) this.init.gate?.served(`${to.host}:${to.port}`, chunk.length)
       }
     } catch (err) {
       this.init.logger?.debug({ err }, 'send to peer failed')

@@ -117,6 +117,13 @@ export function parseByteRate (value: string): number {
   return rate
 }
 
+/** "8MB" → 8_000_000 bytes, "32KiB" → 32_768; the same units as the queue= key of a spec. */
+export function parseByteSize (value: string): number {
+  const bytes = parseBytes('size', value, false)
+  if (bytes <= 0) throw new ImpairmentSpecError(`size must be positive, got "${value}"`)
+  return bytes
+}
+
 function parseBytes (item: string, value: string, perSecond: boolean): number {
   const { n, unit } = splitValue(item, value)
   let base = unit

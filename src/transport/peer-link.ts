@@ -13,8 +13,10 @@ import { TokenBucket } from './token-bucket.js'
 export interface PeerLinkInit {
   endpoint: Endpoint
   remote: RemoteAddress
-  /** Size of the data datagrams asked of the owner at first, header included. */
+  /** Size of the data datagrams safe on any path, header included: where probing starts over after a black hole. */
   datagramBytes?: number
+  /** Where this link starts, when another link to the same host has already carried this size (RFC 8899 §4.3). */
+  startDatagramBytes?: number
   /** The largest datagram worth probing for on this path (see pathDatagramCap). Equal to datagramBytes: no probing. */
   maxDatagramBytes?: number
   /** Shared by every link of a node: its download rate limit. */
@@ -136,11 +138,11 @@ export class PeerLink {
   constructor (init: PeerLinkInit) {
     this.endpoint = init.endpoint
     this.remote = init.remote
-    this.datagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
-    this.baseDatagramBytes = this.datagramBytes
-    const cap = init.maxDatagramBytes ?? this.datagramBytes
-    this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.datagramBytes && size <= cap)
-    this.probeLadder = [...this.fullLadder]
+    this.baseDatagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
+    const cap = init.maxDatagramBytes ?? this.baseDatagramBytes
+    this.datagramBytes = Math.min(cap, Math.max(this.baseDatagramBytes, init.startDatagramBytes ?? 0))
+    this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.baseDatagramBytes && size <= cap)
+    this.probeLadder = this.fullLadder.filter((size) => size > this.datagramBytes)
     this.downloadLimiter = init.downloadLimiter
     // Refreshed from cwnd/srtt as samples come in; until then it does not hold anything back.
     this.pacer = new TokenBucket(Number.MAX_SAFE_INTEGER / 4, Number.MAX_SAFE_INTEGER / 4)
@@ -149,6 +151,9 @@ export class PeerLink {
     this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
     this.logger = init.logger
   }
+
+  /** The datagram size in use: the base, or one this path has carried. */
+  get confirmedDatagramBytes (): number { return this.datagramBytes }
 
   get stats (): PeerLinkStats {
     return {

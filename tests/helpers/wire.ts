@@ -210,7 +210,7 @@ export class WireClient {
   }
 
   async own (to: RemoteAddress, nodeId: number, file: FileIdentity): Promise<void> {
-    expectType(await this.call(to, { type: MessageType.Own, nodeId, file }), MessageType.Ack, `OWN ${nodeId} ${file.name}`)
+    expectType(await this.call(to, { type: MessageType.Own, complete: true, nodeId, file }), MessageType.Ack, `OWN ${nodeId} ${file.name}`)
   }
 
   async need (to: RemoteAddress, nodeId: number, name: string): Promise<NeedReplyMsg> {
@@ -457,7 +457,7 @@ export function sampleMessages (prng: Prng): Message[] {
   const file = fakeFile(prng, `fuzz-${prng.int(1e6)}.bin`)
   const messages: Message[] = [
     { type: MessageType.Register, txid: txid(), ...signed(), publicKey: randomBytes(prng, PUBLIC_KEY_BYTES) },
-    { type: MessageType.Own, txid: txid(), ...signed(), file },
+    { type: MessageType.Own, complete: true, txid: txid(), ...signed(), file },
     { type: MessageType.Need, txid: txid(), ...signed(), name: file.name },
     { type: MessageType.Update, txid: txid(), ...signed(), contentHash: hash(), received: [{ ownerId: id(), bytes: prng.int(1e9) }, { ownerId: id(), bytes: 1 }] },
     { type: MessageType.Exit, txid: txid(), ...signed() },

@@ -166,7 +166,7 @@ describe('path traversal', () => {
       const need = c.watchTxid()
       c.send(await c.build(to, { type: MessageType.Need, nodeId: 5, name }, {}, need.txid), to)
       const own = c.watchTxid()
-      c.send(await c.build(to, { type: MessageType.Own, nodeId: 5, file: fakeFile(prng, name) }, {}, own.txid), to)
+      c.send(await c.build(to, { type: MessageType.Own, complete: true, nodeId: 5, file: fakeFile(prng, name) }, {}, own.txid), to)
       watches.push(need, own)
     }
     // The tracker handles datagrams from one socket in order and answers on the same path, so by

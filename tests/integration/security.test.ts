@@ -118,7 +118,7 @@ describe('no amplification towards an address that has not proved it receives th
     const bodies: RequestBody[] = [
       { type: MessageType.Register, nodeId: 1 },
       { type: MessageType.Register, nodeId: 4242 },
-      { type: MessageType.Own, nodeId: 1, file: fakeFile(prng, 'x.bin') },
+      { type: MessageType.Own, complete: true, nodeId: 1, file: fakeFile(prng, 'x.bin') },
       { type: MessageType.Need, nodeId: 1, name: FILE },
       { type: MessageType.Need, nodeId: ATTACKER_ID, name: FILE },
       { type: MessageType.Update, nodeId: 1, contentHash: s.manifest.contentHash, received: [{ ownerId: 2, bytes: 1 }] },
@@ -298,7 +298,7 @@ describe('replays', () => {
     const file = fakeFile(prng, 'mine.bin')
 
     // A valid signed OWN, captured as it went out, and its reply as it came back.
-    const own = await attacker.exchange(s.to, { type: MessageType.Own, nodeId: ATTACKER_ID, file })
+    const own = await attacker.exchange(s.to, { type: MessageType.Own, complete: true, nodeId: ATTACKER_ID, file })
     expect(own.reply.type).toBe(MessageType.Ack)
 
     // Resent byte-identical: a retransmission, answered with the very same bytes.

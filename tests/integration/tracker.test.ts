@@ -236,7 +236,7 @@ describe('tracker over the wire', () => {
     expect(ownerIds(await c.need(to, 83, 'both.bin'))).toEqual([82])
     expect(await c.need(to, 83, 'only-a.bin')).toMatchObject({ file: null, variants: 0, owners: [] })
     // The tracker forgot A entirely: its next request is refused and it must join again.
-    expect((await a.refused(to, { type: MessageType.Own, nodeId: 81, file: onlyA })).code).toBe(TrackerErrorCode.UnknownNode)
+    expect((await a.refused(to, { type: MessageType.Own, complete: true, nodeId: 81, file: onlyA })).code).toBe(TrackerErrorCode.UnknownNode)
     expect((await a.register(to, 81)).known).toBe(false)
   })
 
@@ -246,7 +246,7 @@ describe('tracker over the wire', () => {
     const stranger = await client()
     const file = fakeFile(prng, 'x.bin')
     const refusals = [
-      await stranger.refused(to, { type: MessageType.Own, nodeId: 91, file }),
+      await stranger.refused(to, { type: MessageType.Own, complete: true, nodeId: 91, file }),
       await stranger.refused(to, { type: MessageType.Need, nodeId: 91, name: 'x.bin' }),
       await stranger.refused(to, { type: MessageType.Update, nodeId: 91, contentHash: file.contentHash, received: [] }),
       await stranger.refused(to, { type: MessageType.Exit, nodeId: 91 })
@@ -271,7 +271,7 @@ describe('tracker over the wire', () => {
     expect(register.code).toBe(TrackerErrorCode.Forbidden)
     // The rest are signed with a key the id is not bound to.
     const forged = [
-      await impostor.refused(to, { type: MessageType.Own, nodeId: 101, file: fakeFile(prng, 'forged.bin') }),
+      await impostor.refused(to, { type: MessageType.Own, complete: true, nodeId: 101, file: fakeFile(prng, 'forged.bin') }),
       await impostor.refused(to, { type: MessageType.Need, nodeId: 101, name: 'mine.bin' }),
       await impostor.refused(to, { type: MessageType.Update, nodeId: 101, contentHash: file.contentHash, received: [] }),
       await impostor.refused(to, { type: MessageType.Exit, nodeId: 101 })
@@ -304,7 +304,7 @@ describe('tracker over the wire', () => {
     const second = await WireClient.open({ identity: first.identity })
     clients.push(second)
     expect(second.port).not.toBe(first.port)
-    expect((await second.refused(to, { type: MessageType.Own, nodeId: 151, file })).code).toBe(TrackerErrorCode.Forbidden)
+    expect((await second.refused(to, { type: MessageType.Own, complete: true, nodeId: 151, file })).code).toBe(TrackerErrorCode.Forbidden)
     const moved = await second.register(to, 151)
     expect(moved.known).toBe(true)
     // Its files are now offered at the new address...

@@ -102,7 +102,7 @@ function fileBody (w: BufferWriter, name: Buffer | number[], size: number | bigi
 }
 
 function ownDatagram (name: Buffer | number[], size: number | bigint = 1000, pieceSize = MIN_PIECE_SIZE): Buffer {
-  return signedFrame(MessageType.Own, w => { fileBody(w, name, size, pieceSize) })
+  return signedFrame(MessageType.Own, w => { fileBody(w, name, size, pieceSize); w.u8(1) })
 }
 
 function needDatagram (name: Buffer | number[]): Buffer {
@@ -216,7 +216,7 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
   [MessageType.Connect]: u32.map(txid => ({ type: MessageType.Connect, txid })),
   [MessageType.ConnectReply]: fc.record({ txid: u32, connectionId: connectionIdArb }).map(r => ({ type: MessageType.ConnectReply, ...r })),
   [MessageType.Register]: fc.tuple(signedArb, bytesArb(PUBLIC_KEY_BYTES)).map(([s, publicKey]) => ({ type: MessageType.Register, ...s, publicKey })),
-  [MessageType.Own]: fc.tuple(signedArb, fileArb).map(([s, file]) => ({ type: MessageType.Own, ...s, file })),
+  [MessageType.Own]: fc.tuple(signedArb, fileArb).map(([s, file]) => ({ type: MessageType.Own, complete: true, ...s, file })),
   [MessageType.Need]: fc.tuple(signedArb, nameArb).map(([s, name]) => ({ type: MessageType.Need, ...s, name })),
   [MessageType.Update]: fc.tuple(signedArb, fc.record({
     contentHash: hashArb,
@@ -338,9 +338,9 @@ describe('encode → decode round trip', () => {
     const file: FileIdentity = { name: 'x'.repeat(MAX_FILE_NAME_BYTES), size: MAX_FILE_SIZE_BYTES, pieceSize: MAX_PIECE_SIZE, contentHash: HASH }
     expect(Math.ceil(file.size / file.pieceSize)).toBe(MAX_PIECES)
     const msgs: Message[] = [
-      { type: MessageType.Own, txid: 0xffff_ffff, ...SIGNED, nodeId: 0xffff_ffff, seq: Number.MAX_SAFE_INTEGER, file },
-      { type: MessageType.Own, txid: 0, ...SIGNED, nodeId: 0, seq: 0, file: { ...file, name: '文'.repeat(85), size: MIN_PIECE_SIZE * MAX_PIECES, pieceSize: MIN_PIECE_SIZE } },
-      { type: MessageType.Own, txid: 0, ...SIGNED, nodeId: 0, file: { ...file, size: 0, pieceSize: MIN_PIECE_SIZE } },
+      { type: MessageType.Own, complete: true, txid: 0xffff_ffff, ...SIGNED, nodeId: 0xffff_ffff, seq: Number.MAX_SAFE_INTEGER, file },
+      { type: MessageType.Own, complete: true, txid: 0, ...SIGNED, nodeId: 0, seq: 0, file: { ...file, name: '文'.repeat(85), size: MIN_PIECE_SIZE * MAX_PIECES, pieceSize: MIN_PIECE_SIZE } },
+      { type: MessageType.Own, complete: true, txid: 0, ...SIGNED, nodeId: 0, file: { ...file, size: 0, pieceSize: MIN_PIECE_SIZE } },
       {
         type: MessageType.Update, txid: 1, ...SIGNED, nodeId: 2, contentHash: HASH,
         received: Array.from({ length: MAX_UPDATE_ENTRIES }, (_, i) => ({ ownerId: i, bytes: MAX_FILE_SIZE_BYTES }))
@@ -654,11 +654,11 @@ describe('bounded numeric fields', () => {
     expect(decode(requestDatagram({ datagramBytes: MAX_DATAGRAM_BYTES }))).toMatchObject({ datagramBytes: MAX_DATAGRAM_BYTES })
   })
 
-  it('refuses a stream byte other than Content/Manifest, and offsets above MAX_FILE_SIZE_BYTES', () => {
-    expectMalformed(requestDatagram({ stream: 2 }), 'out-of-bounds')
+  it('refuses a stream byte other than Content/Manifest/Bitfield, and offsets above MAX_FILE_SIZE_BYTES', () => {
+    expectMalformed(requestDatagram({ stream: 3 }), 'out-of-bounds')
     expectMalformed(requestDatagram({ stream: 0xff }), 'out-of-bounds')
     expectMalformed(requestDatagram({ offset: BigInt(MAX_FILE_SIZE_BYTES) + 1n }), 'out-of-bounds')
-    expectMalformed(frame(MessageType.Data, w => { w.u8(2).u64(0).bytes(Buffer.from('x')) }), 'out-of-bounds')
+    expectMalformed(frame(MessageType.Data, w => { w.u8(3).u64(0).bytes(Buffer.from('x')) }), 'out-of-bounds')
     expectMalformed(frame(MessageType.Data, w => { w.u8(0).bytes(bigU64(2n ** 64n - 1n)).bytes(Buffer.from('x')) }), 'out-of-bounds')
   })
 

@@ -1,0 +1,134 @@
+import { CHOKE_IDLE_SLOT_MS, CHOKE_INTERVAL_MS, CHOKE_INTEREST_TIMEOUT_MS, OPTIMISTIC_UNCHOKE_ROUNDS, UPLOAD_SLOTS } from '../../configs.js'
+
+export interface ChokerInit {
+  /** Peers served at once, the optimistic slot included. */
+  slots?: number
+  /** A peer that has asked for nothing this long is no longer interested. */
+  interestTimeoutMs?: number
+  /** An unchoked peer silent this long gives its slot to the next peer that asks. */
+  idleSlotMs?: number
+  /** The optimistic slot moves to another peer every this many rounds. */
+  optimisticRounds?: number
+  /** Bytes this node has received from `peer` so far (for tit-for-tat). */
+  receivedFrom: (peer: string) => number
+  /** Whether this node still downloads something; once it only seeds, it favours the peers it serves fastest. */
+  downloading: () => boolean
+  random?: () => number
+  now?: () => number
+}
+
+export interface ChokerState {
+  unchoked: string[]
+  optimistic: string | undefined
+  interested: number
+  rounds: number
+}
+
+interface PeerCounters { sent: number, sentAtRound: number, receivedAtRound: number, lastAsked: number }
+
+/**
+ * BitTorrent's choking algorithm, for a node's uploads: at most `slots` peers are served at once.
+ * Every round (rechoke, every CHOKE_INTERVAL_MS) the regular slots go to the interested peers that
+ * sent us the most during the last round (tit-for-tat), or, once the node only seeds, to those it
+ * served the most; one more slot is optimistic and rotates, so a newcomer with nothing to trade
+ * gets its first pieces and can prove itself. A slot that is free is given at once, not at the
+ * next round, so a quiet node never keeps a requester waiting.
+ *
+ * Peers are keys ("host:port"); the choker does no I/O and reads the clock only through `now`.
+ */
+export class Choker {
+  private readonly slots: number
+  private readonly peers = new Map<string, PeerCounters>()
+  private unchoked = new Set<string>()
+  private optimistic: string | undefined
+  private rounds = 0
+  private readonly now: () => number
+  private readonly random: () => number
+
+  constructor (private readonly init: ChokerInit) {
+    this.slots = Math.max(1, init.slots ?? UPLOAD_SLOTS)
+    this.now = init.now ?? Date.now
+    this.random = init.random ?? Math.random
+  }
+
+  /** A peer asks for data: may it be served now? Records its interest either way. */
+  allows (peer: string): boolean {
+    const c = this.counters(peer)
+    c.lastAsked = this.now()
+    if (this.unchoked.has(peer)) return true
+    if (this.unchoked.size < this.slots) {
+      this.unchoked.add(peer)
+      return true
+    }
+    // A slot whose peer has stopped asking (it has all it wants from us) is wasted until the next
+    // round: hand it over now. BitTorrent peers say "not interested"; ours just go quiet.
+    const idle = this.init.idleSlotMs ?? CHOKE_IDLE_SLOT_MS
+    for (const other of this.unchoked) {
+      if (c.lastAsked - (this.peers.get(other)?.lastAsked ?? 0) > idle) {
+        this.unchoked.delete(other)
+        if (this.optimistic === other) this.optimistic = peer
+        this.unchoked.add(peer)
+        return true
+      }
+    }
+    return false
+  }
+
+  /** Bytes sent to `peer`, for the seeding ranking. */
+  served (peer: string, bytes: number): void {
+    this.counters(peer).sent += bytes
+  }
+
+  /** One round: re-decides who is served. */
+  rechoke (): void {
+    const now = this.now()
+    const timeout = this.init.interestTimeoutMs ?? CHOKE_INTEREST_TIMEOUT_MS
+    const interested: Array<{ peer: string, score: number, tie: number }> = []
+    const seeding = !this.init.downloading()
+    for (const [peer, c] of this.peers) {
+      const received = this.init.receivedFrom(peer)
+      const gave = received - c.receivedAtRound
+      const took = c.sent - c.sentAtRound
+      c.receivedAtRound = received
+      c.sentAtRound = c.sent
+      if (now - c.lastAsked > timeout) {
+        this.peers.delete(peer)
+        continue
+      }
+      interested.push({ peer, score: seeding ? took : gave, tie: this.random() })
+    }
+    this.rounds++
+    interested.sort((a, b) => b.score - a.score || a.tie - b.tie)
+    const regular = interested.slice(0, this.slots - 1).map((p) => p.peer)
+    const rest = interested.slice(this.slots - 1).map((p) => p.peer)
+    const rotate = this.rounds % (this.init.optimisticRounds ?? OPTIMISTIC_UNCHOKE_ROUNDS) === 0
+    if (rotate || this.optimistic === undefined || !rest.includes(this.optimistic)) {
+      const others = rest.filter((p) => p !== this.optimistic)
+      const pool = others.length > 0 ? others : rest
+      this.optimistic = pool.length === 0 ? undefined : pool[Math.floor(this.random() * pool.length)]
+    }
+    this.unchoked = new Set(regular)
+    if (this.optimistic !== undefined) this.unchoked.add(this.optimistic)
+  }
+
+  get state (): ChokerState {
+    return { unchoked: [...this.unchoked], optimistic: this.optimistic, interested: this.peers.size, rounds: this.rounds }
+  }
+
+  /** Runs rechoke every interval until the returned function is called. */
+  start (intervalMs = CHOKE_INTERVAL_MS): () => void {
+    const timer = setInterval(() => this.rechoke(), intervalMs)
+    timer.unref()
+    return () => clearInterval(timer)
+  }
+
+  private counters (peer: string): PeerCounters {
+    let c = this.peers.get(peer)
+    if (c === undefined) {
+      const received = this.init.receivedFrom(peer)
+      c = { sent: 0, sentAtRound: 0, receivedAtRound: received, lastAsked: this.now() }
+      this.peers.set(peer, c)
+    }
+    return c
+  }
+}
