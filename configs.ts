@@ -77,6 +77,12 @@ export const LOSS_REORDER_THRESHOLD = 3
 export const LOSS_TIME_THRESHOLD = 9 / 8
 /** A peer that sent nothing for this long while we waited on it is declared dead. */
 export const PEER_IDLE_TIMEOUT_MS = 5_000
+/**
+ * A dropped-as-dead owner the tracker still lists is taken back only after this long, doubled each
+ * time it dies again (at once if no other owner is left): a stalled owner may just be overloaded,
+ * but a slowloris must not get its pieces back every time we ask the tracker.
+ */
+export const DEAD_OWNER_RETRY_MS = 30_000
 /** An owner that fails this many pieces (timeouts or bad hashes) is dropped for the download. */
 export const MAX_OWNER_FAILURES = 3
 /** How long a download with no usable owner keeps asking the tracker before it fails. */

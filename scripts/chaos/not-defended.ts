@@ -52,6 +52,6 @@ export const NOT_DEFENDED: Array<{ attack: string, why: string }> = [
   {
     attack: 'Resource use by a slow or misbehaving owner within its limits.',
     why: 'An owner that answers HELLO and then stalls holds up to 16 pieces of the download for the 5 s idle timeout before they move to other owners, and can ' +
-      'come back via a later NEED when no other owner is live; a stalling owner is dropped ("dead"), not banned, since it may just be overloaded.'
+      'come back via a later NEED after a back-off (30 s, doubled at each death) or at once when no other owner is live; a stalling owner is dropped ("dead"), not banned, since it may just be overloaded.'
   }
 ]

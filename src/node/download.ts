@@ -2,7 +2,7 @@ import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises
 import path from 'node:path'
 import type { Logger } from 'pino'
 import {
-  BITFIELD_POLL_MS, CHOKED_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
+  BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
   PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
 import { checkFileName, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
@@ -116,6 +116,9 @@ interface Owner {
   pieces: number
   failures: number
   workers: number
+  /** How often it was dropped as dead, and when it may come back (see DEAD_OWNER_RETRY_MS). */
+  deaths: number
+  retryAt: number
 }
 
 /**
@@ -252,7 +255,8 @@ export class Download {
     }
   }
 
-  private addOwners (entries: OwnerEntry[], file: FileIdentity): number {
+  /** Adds the tracker's owners; `revive` takes dead ones back before their back-off ends (nobody else is left). */
+  private addOwners (entries: OwnerEntry[], file: FileIdentity, revive = false): number {
     if (this.identity !== undefined && !file.contentHash.equals(this.identity.contentHash)) return 0
     let added = 0
     for (const entry of entries) {
@@ -267,7 +271,13 @@ export class Download {
         }
         continue
       }
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0 })
+      if (known?.state === 'dead') {
+        if (!revive && Date.now() < known.retryAt) continue
+        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, probing: 'no', polling: false })
+        added++
+        continue
+      }
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, deaths: 0, retryAt: 0 })
       added++
     }
     return added
@@ -323,6 +333,7 @@ export class Download {
   private dropOwner (owner: Owner, state: 'dead' | 'banned', reason: unknown): void {
     if (owner.state !== 'active') return
     owner.state = state
+    if (state === 'dead') owner.retryAt = Date.now() + DEAD_OWNER_RETRY_MS * 2 ** owner.deaths++
     this.init.logger.warn({ file: this.name, owner: owner.entry.nodeId, address: `${owner.entry.host}:${owner.entry.port}`, state, reason: (reason as Error)?.message }, 'owner dropped')
   }
 
@@ -457,7 +468,7 @@ export class Download {
         }
         // Everyone we knew is gone: ask the tracker again, then wait a little.
         const reply = await this.init.tracker.need(this.name, this.init.signal).catch(() => undefined)
-        if (reply?.file != null && this.addOwners(reply.owners, reply.file) > 0) {
+        if (reply?.file != null && this.addOwners(reply.owners, reply.file, true) > 0) {
           startWorkers()
           continue
         }
@@ -525,7 +536,7 @@ export class Download {
       }
       if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {
         // An owner that says it lacks the content (or the range) is wrong about this file for the
-        // rest of the download; one that went silent may come back, via a later NEED.
+        // rest of the download; one that went silent may come back, via a later NEED, after its back-off.
         this.dropOwner(owner, err instanceof PeerRejectedError ? 'banned' : 'dead', err)
         scheduler.removeOwner(ownerId)
         return

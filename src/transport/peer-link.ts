@@ -592,7 +592,8 @@ export class PeerLink {
     }
     this.pump()
     if (next < Infinity) this.armTimer(next)
-    // Keep checking for an idle owner while we wait on it, even when every request was retired.
-    if (this.fetches.length > 0) this.armTimer(Math.min(this.timerAt, now + this.rtt.rto))
+    // Keep checking for an idle owner while we wait on it, even when every request was retired,
+    // and at the latest when it crosses the idle timeout: RTO back-off must not stretch that.
+    if (this.fetches.length > 0) this.armTimer(Math.min(this.timerAt, now + this.rtt.rto, this.lastHeard + this.idleTimeoutMs))
   }
 }

@@ -38,6 +38,17 @@ export async function readLog (home: string, proc: string): Promise<Array<Record
   return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
+/** The tracker's database as JSON, or undefined when it is missing (rename() means never half-written). */
+export async function trackerDb (home: string): Promise<any> {
+  const text = await readFile(path.join(home, 'tracker_db', 'tracker.json'), 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
 /** Kills whatever a test left running, and removes its home. */
 export async function cleanup (...homes: string[]): Promise<void> {
   killAll()

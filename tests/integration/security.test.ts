@@ -16,7 +16,7 @@ import { hashFile, type Manifest } from '../../src/node/manifest.js'
 import { loadOrCreateIdentity } from '../../src/transport/auth.js'
 import type { RemoteAddress } from '../../src/transport/endpoint.js'
 import { Prng } from '../../src/transport/prng.js'
-import { cleanup, makeHome, makeRandomFile, readLog, startNode, startTracker, waitFor, type NodeProc, type TrackerProc } from '../helpers/processes.js'
+import { cleanup, makeHome, makeRandomFile, readLog, trackerDb, startNode, startTracker, waitFor, type NodeProc, type TrackerProc } from '../helpers/processes.js'
 import { fakeFile, localhost, peerRequest, WireClient, type BuildOptions, type ReceivedDatagram, type RequestBody } from '../helpers/wire.js'
 
 const homes: string[] = []
@@ -77,16 +77,6 @@ const owners = (r: NeedReplyMsg): Array<[number, number, number]> =>
 /** The tracker's refusals of requests that came from `port`, by cause, in order. */
 async function refusedFrom (home: string, port: number): Promise<Array<Record<string, unknown>>> {
   return (await readLog(home, 'tracker')).filter((r) => r.event === 'refused' && (r.from as { port?: number } | undefined)?.port === port)
-}
-
-async function trackerDb (home: string): Promise<any> {
-  const text = await readFile(path.join(home, 'tracker_db', 'tracker.json'), 'utf8').catch(() => undefined)
-  if (text === undefined) return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
 }
 
 function errorOf (d: ReceivedDatagram | undefined, what: string): ErrorMsg {

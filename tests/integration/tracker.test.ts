@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { MessageType, TrackerErrorCode, type NeedReplyMsg } from '../../src/messages/index.js'
 import type { RemoteAddress } from '../../src/transport/endpoint.js'
 import { Prng } from '../../src/transport/prng.js'
-import { cleanup, makeHome, readLog, startTracker, waitFor, type TrackerProc } from '../helpers/processes.js'
+import { cleanup, makeHome, readLog, trackerDb, startTracker, waitFor, type TrackerProc } from '../helpers/processes.js'
 import { fakeFile, LOCALHOST, localhost, runCli, WireClient } from '../helpers/wire.js'
 
 const homes: string[] = []
@@ -38,16 +38,6 @@ async function node (to: RemoteAddress, id: number): Promise<WireClient> {
 }
 
 const ownerIds = (r: NeedReplyMsg): number[] => r.owners.map((o) => o.nodeId)
-
-async function trackerDb (home: string): Promise<any> {
-  const text = await readFile(path.join(home, 'tracker_db', 'tracker.json'), 'utf8').catch(() => undefined)
-  if (text === undefined) return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined // caught mid-write would be a bug of its own, but rename() makes that impossible
-  }
-}
 
 describe('tracker over the wire', () => {
   it('REGISTER: first join is unknown, the next beat is known, and the reply echoes --heartbeat in ms', async () => {
