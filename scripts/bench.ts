@@ -6,8 +6,12 @@
  *   loopback  one owner → one downloader, default config, against a raw windowed dgram blast at
  *             the same datagram size (and at 1200 B), with the CPU use of both nodes
  *   owners4   four owners each capped by --upload-limit 10MB/s → one downloader, against 40 MB/s
- *   lossy     one owner, the downloader's inbound path impaired (--impair delay=20,loss=L) for
- *             L = 0, 1, 5 %: goodput, ratio to L = 0, retransmission overhead
+ *   lossy     one owner; the owner's and the downloader's inbound paths each impaired (--impair
+ *             delay=10,loss=L: 10 ms and L % loss each way) for L = 0, 1, 5 %: goodput, ratio to
+ *             L = 0, retransmission overhead
+ *   core      100 MB from two owners, 5 times clean and 5 times with the downloader's inbound path
+ *             impaired (--impair loss=5,reorder=2,dup=1, a seed per run): times, byte-identical count
+ *   memory    one owner → one downloader, 1 GB: the downloader's peak RSS (VmHWM)
  *   netlab    (root + ip netns) tracker and owner in lab_a, downloader in lab_b across the
  *             user-space link emulator (../shared/tools/netlab) for profiles d10, d10l1, d10l5,
  *             against HTTP over TCP (CUBIC and BBR) on the same link
@@ -44,7 +48,7 @@ const MB = 1e6
 
 // ---- arguments ----------------------------------------------------------------------------------
 
-const SCENARIOS = ['loopback', 'owners4', 'lossy', 'netlab'] as const
+const SCENARIOS = ['loopback', 'owners4', 'lossy', 'core', 'memory', 'netlab'] as const
 type ScenarioName = typeof SCENARIOS[number]
 
 function usage (): never {
@@ -80,6 +84,8 @@ const SIZES = {
   loopback: QUICK ? 64 * MB : 256 * MB,
   owners4: QUICK ? 60 * MB : 200 * MB,
   lossy: QUICK ? 30 * MB : 100 * MB,
+  core: QUICK ? 30 * MB : 100 * MB,
+  memory: QUICK ? 256 * MB : 1000 * MB,
   netlab: QUICK ? 30 * MB : 100 * MB
 }
 const RAW_SECONDS = QUICK ? 2 : 3
@@ -158,12 +164,22 @@ function udpDelta (a: Record<string, number> | undefined, b: Record<string, numb
   return Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]))
 }
 
-interface CpuFigure { meanPct: number, maxPct: number }
+interface CpuFigure { meanPct: number, maxPct: number, peakRssMB?: number }
+
+/** The kernel's high-water mark of a process's resident set (VmHWM), in MB: its true peak so far. */
+function peakRssMB (pid: number): number | undefined {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m === null ? undefined : Number(m[1]) * 1024 / MB
+  } catch {
+    return undefined
+  }
+}
 interface CpuReport { procs: Record<string, CpuFigure>, machineBusyPct: number }
 
 /** Samples the CPU time of some processes (and of the whole machine) every 250 ms. */
 class CpuSampler {
-  private readonly tracks = new Map<string, { pid: number, first?: { t: number, ticks: number }, last?: { t: number, ticks: number }, maxPct: number }>()
+  private readonly tracks = new Map<string, { pid: number, first?: { t: number, ticks: number }, last?: { t: number, ticks: number }, maxPct: number, peakRssMB?: number }>()
   private timer: NodeJS.Timeout | undefined
   private m0 = machineTicks()
   private m1 = this.m0
@@ -185,6 +201,7 @@ class CpuSampler {
     for (const tr of this.tracks.values()) {
       const ticks = procTicks(tr.pid)
       if (ticks === undefined) continue
+      tr.peakRssMB = peakRssMB(tr.pid) ?? tr.peakRssMB
       if (tr.last !== undefined && t - tr.last.t > 100) {
         tr.maxPct = Math.max(tr.maxPct, (ticks - tr.last.ticks) / CLK_TCK / ((t - tr.last.t) / 1000) * 100)
       }
@@ -200,7 +217,7 @@ class CpuSampler {
     const procs: Record<string, CpuFigure> = {}
     for (const [name, tr] of this.tracks) {
       if (tr.first === undefined || tr.last === undefined || tr.last.t - tr.first.t < 1) continue
-      procs[name] = { meanPct: (tr.last.ticks - tr.first.ticks) / CLK_TCK / ((tr.last.t - tr.first.t) / 1000) * 100, maxPct: tr.maxPct }
+      procs[name] = { meanPct: (tr.last.ticks - tr.first.ticks) / CLK_TCK / ((tr.last.t - tr.first.t) / 1000) * 100, maxPct: tr.maxPct, peakRssMB: tr.peakRssMB }
     }
     const dt = this.m1.total - this.m0.total
     return { procs, machineBusyPct: dt > 0 ? (this.m1.busy - this.m0.busy) / dt * 100 : NaN }
@@ -632,7 +649,7 @@ async function owners4 (): Promise<ScenarioReport> {
 async function lossy (): Promise<ScenarioReport> {
   const r = newReport('lossy')
   const size = SIZES.lossy
-  console.log(`\n== lossy: one owner → downloader with --impair delay=20,loss=L (inbound: RTT ≈ 20 ms), ${size / MB} MB`)
+  console.log(`\n== lossy: one owner → downloader, each side's inbound path --impair delay=10,loss=L (10 ms and L % loss each way), ${size / MB} MB`)
   if (flagSupport.get('--impair')?.ok !== true) {
     r.status = 'skipped'
     r.reason = `--impair not usable (${flagSupport.get('--impair')?.detail ?? 'not probed'})`
@@ -642,7 +659,13 @@ async function lossy (): Promise<ScenarioReport> {
   }
   const runs: Array<{ loss: number, res: SwarmResult }> = []
   for (const loss of [0, 1, 5]) {
-    const res = await runSwarm({ label: `lossy-${loss}`, size, owners: 1, downloaderArgs: ['--impair', `delay=20,loss=${loss},seed=7`], timeoutMs: swarmTimeout(size, 0.5) })
+    // Both directions: the owner's inbound path carries the requests, the downloader's the data.
+    const res = await runSwarm({
+      label: `lossy-${loss}`, size, owners: 1,
+      ownerArgs: ['--impair', `delay=10,loss=${loss},seed=8`],
+      downloaderArgs: ['--impair', `delay=10,loss=${loss},seed=7`],
+      timeoutMs: swarmTimeout(size, 0.5)
+    })
     runs.push({ loss, res })
   }
   r.data.runs = runs
@@ -656,7 +679,7 @@ async function lossy (): Promise<ScenarioReport> {
       f1(o?.srttMs), String(o?.cwnd ?? '-'), String(o?.datagramBytes ?? '-'), cpuCell(res.cpu?.procs.downloader), cpuCell(res.cpu?.procs.owner1), f1(res.cpu?.machineBusyPct), dropsCell(res.udp),
       REPS > 1 ? (res.reps ?? []).map(f1).join(' ') : '']
   })
-  addTable(r, `lossy (${size / MB} MB, downloader --impair delay=20,loss=L,seed=7)`,
+  addTable(r, `lossy (${size / MB} MB, owner and downloader each --impair delay=10,loss=L: 10 ms and L % loss each way)`,
     ['loss', 'MB/s', 'vs 0 %', 'overhead sent/useful', runs.every((x) => !x.res.ok || overhead(x.res).source === 'served') ? '' : 'rx/useful', 'seconds', 'retx', 'RTOs', 'dups', 'srtt ms', 'cwnd', 'dgram B', 'dl CPU %', 'owner CPU %', 'machine busy %', 'UDP rcvbuf drops (host)', REPS > 1 ? 'reps MB/s' : ''], rows)
   const firstOk = runs.find((x) => x.res.ok)?.res
   const src = firstOk !== undefined ? overhead(firstOk).source : undefined
@@ -672,6 +695,55 @@ async function lossy (): Promise<ScenarioReport> {
     target(r, `lossy: retransmission overhead < 1.15× at ${loss} % loss`, ov !== undefined ? `${ov.value.toFixed(3)}× (${ov.source})` : `failed: ${res.error ?? ''}`, ov === undefined ? false : ov.value < 1.15)
   }
   if (runs.some((x) => !x.res.ok)) r.status = 'failed'
+  return r
+}
+
+async function core (): Promise<ScenarioReport> {
+  const r = newReport('core')
+  const size = SIZES.core
+  const runs = 5
+  console.log(`\n== core: ${size / MB} MB from two owners, ${runs} runs clean and ${runs} with the downloader's inbound path at 5 % loss, 2 % reordering, 1 % duplication`)
+  const profiles = [
+    { label: 'clean', args: (_i: number): string[] => [] },
+    { label: '5 % loss + reorder + dup', args: (i: number): string[] => ['--impair', `loss=5,reorder=2,dup=1,seed=${i + 1}`] }
+  ]
+  const rows: string[][] = []
+  for (const profile of profiles) {
+    if (profile.label !== 'clean' && flagSupport.get('--impair')?.ok !== true) {
+      rows.push([profile.label, 'skipped: --impair not usable', '', '', ''])
+      continue
+    }
+    const results: SwarmResult[] = []
+    for (let i = 0; i < runs; i++) {
+      const res = await runSwarmOnce({ label: `core-${profile.label.split(' ')[0] as string}-${i + 1}`, size, owners: 2, downloaderArgs: profile.args(i), timeoutMs: swarmTimeout(size, 1) })
+      console.log(`  ${profile.label} #${i + 1}: ${res.ok ? `${f2(res.seconds)} s, ${f1(res.goodputMBps)} MB/s, byte-identical` : `FAILED: ${res.error ?? ''}`}`)
+      results.push(res)
+    }
+    const ok = results.filter((x) => x.ok && x.verified)
+    const secs = ok.map((x) => x.seconds as number)
+    const retx = ok.map((x) => x.owners.reduce((s, o) => s + (o.retransmits ?? 0), 0))
+    rows.push([profile.label, `${ok.length} of ${runs}`, secs.length > 0 ? f2(median(secs)) : '-', secs.map(f2).join(' '), retx.length > 0 ? String(median(retx)) : '-'])
+    target(r, `core (${profile.label}): ${size / MB} MB from 2 owners byte-identical in every run`, `${ok.length} of ${runs}, median ${secs.length > 0 ? f2(median(secs)) : '-'} s`, ok.length === runs)
+    r.data[profile.label] = results.map((x) => ({ ok: x.ok, verified: x.verified, seconds: x.seconds, error: x.error }))
+  }
+  addTable(r, `core (${size / MB} MB, 2 owners; identical = the 'download complete' sha256 equals the source's and the downloader exited 0)`,
+    ['profile', 'byte-identical', 'median s', 'each run s', 'median retransmits'], rows)
+  if (r.targets.some((t) => t.met !== 'yes')) r.status = 'failed'
+  return r
+}
+
+async function memory (): Promise<ScenarioReport> {
+  const r = newReport('memory')
+  const size = SIZES.memory
+  const limitMB = 150
+  console.log(`\n== memory: one owner → one downloader, ${size / MB} MB; the downloader's peak RSS (VmHWM, sampled every 250 ms)`)
+  const u = await runSwarmOnce({ label: 'memory', size, owners: 1, timeoutMs: swarmTimeout(size, 5) })
+  r.data.udptorrent = u
+  const peak = u.cpu?.procs.downloader?.peakRssMB
+  addTable(r, `memory (${size / MB} MB download)`, ['run', 'MB/s', 'seconds', 'downloader peak RSS MB', 'owner peak RSS MB'],
+    [[u.ok ? 'udptorrent' : `FAILED: ${u.error ?? ''}`, f1(u.goodputMBps), f2(u.seconds), f1(peak), f1(u.cpu?.procs.owner1?.peakRssMB)]])
+  target(r, `memory: the downloader's peak RSS < ${limitMB} MB during a ${size / MB} MB download`, u.ok ? `${f1(peak)} MB` : `failed: ${u.error ?? ''}`, u.ok && peak !== undefined ? peak < limitMB : false)
+  if (!u.ok) r.status = 'failed'
   return r
 }
 
@@ -868,7 +940,7 @@ async function main (): Promise<number> {
   console.log(`node flags in this build: ${[...flagSupport].map(([f, s]) => `${f} ${s.ok ? 'yes' : `no (${s.detail})`}`).join('; ')}`)
 
   const reports: ScenarioReport[] = []
-  const table = { loopback, owners4, lossy, netlab }
+  const table = { loopback, owners4, lossy, core, memory, netlab }
   try {
     for (const name of RUN) {
       const t0 = Date.now()

@@ -254,7 +254,7 @@ function renderChart () {
 function describe (e) {
   switch (e.type) {
     case 'join': return 'node ' + e.nodeId + ' joined from ' + e.host + ':' + e.port
-    case 'own': return 'node ' + e.nodeId + ' shares ' + e.file + ' (' + bytes(e.size) + ')'
+    case 'own': return 'node ' + e.nodeId + (e.complete === false ? ' started downloading (shares its verified pieces of) ' : ' shares ') + e.file + ' (' + bytes(e.size) + ')'
     case 'need': return 'node ' + e.nodeId + ' asked for ' + e.file + ': ' + e.owners + ' owner(s) offered'
     case 'update': return 'node ' + e.nodeId + ' reported delivery: ' + bytes(e.credited) + ' credited to owners'
     case 'exit': return 'node ' + e.nodeId + ' exited'

@@ -30,7 +30,7 @@ export interface TrackerInit {
 /** What happened at the tracker, for observers such as the dashboard. */
 export type TrackerEvent =
   | { type: 'join', nodeId: number, host: string, port: number, at: number }
-  | { type: 'own', nodeId: number, file: string, size: number, contentHash: string, at: number }
+  | { type: 'own', nodeId: number, file: string, size: number, contentHash: string, complete: boolean, at: number }
   | { type: 'need', nodeId: number, file: string, owners: number, at: number }
   | { type: 'update', nodeId: number, credited: number, at: number }
   | { type: 'exit', nodeId: number, at: number }
@@ -243,7 +243,7 @@ export class Tracker {
         case MessageType.Own:
           this.registry.own(msg.nodeId, host, port, msg.file, msg.complete)
           this.logger.info({ event: 'own', nodeId: msg.nodeId, complete: msg.complete, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex') }, 'node owns file')
-          this.emit({ type: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex'), at })
+          this.emit({ type: 'own', nodeId: msg.nodeId, file: msg.file.name, size: msg.file.size, contentHash: msg.file.contentHash.toString('hex'), complete: msg.complete, at })
           this.reply(from, { type: MessageType.Ack, txid: msg.txid }, msg)
           break
         case MessageType.Need: {

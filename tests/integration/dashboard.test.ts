@@ -261,6 +261,10 @@ describe('tracker dashboard in a real browser', () => {
     await page.locator('#chart rect.b').first().waitFor({ timeout: 10_000 })
     await page.locator('#timeline li[data-type="update"]').first().waitFor({ timeout: 10_000 })
     await expect(page.locator('#files tr[data-file="movie.mkv"] .owner').count()).resolves.toBe(3) // node 3 shares it now
+    // Its partial OWN (at the manifest) and its complete one read differently in the timeline.
+    await expect(page.locator('#timeline li[data-type="own"]').allTextContents()).resolves.toEqual(expect.arrayContaining([
+      expect.stringMatching(/node 3 started downloading .*movie\.mkv/), expect.stringMatching(/node 3 shares movie\.mkv/)
+    ]))
     await expect(page.locator('#tp-summary').textContent()).resolves.toMatch(/^[1-9][\d.]* (kB|MB) credited/)
 
     // A node that exits (SIGTERM: it sends EXIT) leaves the alive list and shows as exited.
