@@ -1,4 +1,4 @@
-import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import {
@@ -177,6 +177,10 @@ export class Download {
     const started = performance.now()
     const finalPath = path.join(dir, this.name)
     if (await exists(finalPath)) throw new DownloadError(`${this.name} already exists in ${dir}; remove it to download again`)
+    const twin = await caseTwin(dir, this.name)
+    if (twin !== undefined) {
+      throw new DownloadError(`${this.name} differs only in case from ${twin} in ${dir}: names are case-sensitive, but on a case-insensitive disk both are one file; rename ${twin} to download ${this.name}`)
+    }
 
     const identity = await this.locate()
     this.identity = identity
@@ -631,6 +635,21 @@ class WakeUp {
     clearTimeout(p.timer)
     p.resolve()
   }
+}
+
+/**
+ * A file (or an unfinished download of one) in `dir` whose name equals `name` but for case. Names
+ * are case-sensitive everywhere else, as on the wire; refusing here keeps a download from
+ * overwriting, or mixing pieces into, a different file where the disk folds case.
+ */
+async function caseTwin (dir: string, name: string): Promise<string | undefined> {
+  const folded = name.toLowerCase()
+  const entries = await readdir(dir).catch(() => [] as string[])
+  for (const entry of entries) {
+    const base = (entry.endsWith(PART_SUFFIX) ? entry.slice(0, -PART_SUFFIX.length) : entry).normalize('NFC')
+    if (base !== name && base.toLowerCase() === folded) return base
+  }
+  return undefined
 }
 
 async function exists (p: string): Promise<boolean> {

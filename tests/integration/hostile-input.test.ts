@@ -5,7 +5,7 @@ import { DEFAULT_PIECE_SIZE, MAX_DATAGRAM_BYTES } from '../../configs.js'
 import { MessageType, tryDecode, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { hashFile } from '../../src/node/manifest.js'
 import { deriveSeed, Prng } from '../../src/transport/prng.js'
-import { cleanup, makeHome, makeRandomFile, readLog, startNode, startTracker, waitFor } from '../helpers/processes.js'
+import { cleanup, makeHome, makeRandomFile, nodeFile, readLog, sha256File, startNode, startTracker, waitFor, type NodeProc } from '../helpers/processes.js'
 import {
   fakeFile, flood, hostileDatagrams, LOCALHOST, localhost, peerRequest, randomBytes, rejectReason, runCli, WireClient, type TxidWatch
 } from '../helpers/wire.js'
@@ -244,6 +244,33 @@ describe('path traversal', () => {
     await node.waitForLine(/^shared \(1\):/)
     expect(node.lines.some((l) => /^sharing (link|relative-link|sibling-link)\.bin/.test(l))).toBe(false)
     expect(node.exitCode).toBeUndefined()
+  })
+})
+
+describe('names that differ only in case', () => {
+  it('are different files on the wire, but a download is refused where a file of the same name but for case is already in the folder', async () => {
+    const h = await home()
+    await makeRandomFile(h, 1, 'Movie.bin', 100_000)
+    await makeRandomFile(h, 2, 'movie.bin', 50_000)
+    const tracker = await startTracker(h)
+    const seeds = await Promise.all([1, 2].map(async (id) => {
+      const n = await startNode(h, id, tracker.address, ['--send', id === 1 ? 'Movie.bin' : 'movie.bin'], 'pipe')
+      await n.waitForLine(/^sharing [Mm]ovie\.bin/)
+      return n
+    }))
+    // Node 3 has neither: each name is its own file, with its own content.
+    const n3 = await startNode(h, 3, tracker.address, ['--download', 'Movie.bin', '--download', 'movie.bin', '--exit-when-done'])
+    expect(await n3.waitExit(30_000)).toBe(0)
+    expect(await sha256File(nodeFile(h, 3, 'Movie.bin'))).toBe(await sha256File(nodeFile(h, 1, 'Movie.bin')))
+    expect(await sha256File(nodeFile(h, 3, 'movie.bin'))).toBe(await sha256File(nodeFile(h, 2, 'movie.bin')))
+    // Node 2 holds movie.bin: on a case-folding disk Movie.bin would overwrite it, so it says so and keeps serving.
+    const before = await sha256File(nodeFile(h, 2, 'movie.bin'))
+    const n2 = seeds[1] as NodeProc
+    n2.write('torrent -setMode download Movie.bin')
+    const m = await n2.waitForLine(/^(cannot download|download failed: )Movie\.bin/, 15_000)
+    expect(m.input).toMatch(/differs only in case from movie\.bin/)
+    expect(await sha256File(nodeFile(h, 2, 'movie.bin'))).toBe(before)
+    expect(n2.exitCode).toBeUndefined()
   })
 })
 
