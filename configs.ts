@@ -88,7 +88,7 @@ export const MAX_OWNER_FAILURES = 3
 /** How long a download with no usable owner keeps asking the tracker before it fails. */
 export const DOWNLOAD_NO_OWNER_TIMEOUT_MS = 20_000
 /** Verified pieces held in memory per owner while their blocks arrive (bounds memory). */
-export const PIECES_IN_FLIGHT_PER_OWNER = 16
+export const PIECES_IN_FLIGHT_PER_OWNER = 48
 export const PIECES_IN_FLIGHT_PER_PARTIAL_OWNER = 4
 /** Idle download workers look again at least this often (besides every change that wakes them). */
 export const DOWNLOAD_IDLE_TICK_MS = 250

@@ -201,7 +201,7 @@ export class Download {
     const resumedPieces = store.verifiedCount
     if (resumedPieces > 0) logger.info({ file: this.name, resumedPieces, pieces: store.count }, 'resuming from verified pieces')
     const phases: Record<string, number> = {}
-    let mark = performance.now()
+    let mark = started
     const lap = (name: string): void => {
       const t = performance.now()
       phases[name] = Number(((t - mark) / 1000).toFixed(3))

@@ -92,6 +92,8 @@ interface Request {
   sentAt: number
   lastActivity: number
   sampled: boolean
+  /** When its first datagram arrived (0 before that). */
+  firstDataAt: number
   open: boolean
 }
 
@@ -245,8 +247,15 @@ export class PeerLink {
     const txid = this.endpoint.register((msg, from) => {
       if (!sameAddress(from, this.remote) || msg.type !== MessageType.HelloAck) return
       this.endpoint.release(txid)
+      const now = performance.now()
+      // A fresh txid per attempt makes this a clean sample (Karn's rule): the first requests then
+      // time out after a few RTTs rather than after the initial RTO.
+      if (this.hello !== undefined) {
+        this.rtt.sample(now - this.hello.sentAt)
+        this.updatePacer()
+      }
       this.hello = undefined
-      this.lastHeard = performance.now()
+      this.lastHeard = now
       this.cookie = (msg as HelloAckMsg).cookie
       this.pump()
     })
@@ -321,6 +330,7 @@ export class PeerLink {
       sentAt: now,
       lastActivity: now,
       sampled: false,
+      firstDataAt: 0,
       open: true
     }
     req.txid = this.endpoint.register((msg, from) => this.onReply(req, msg as DataMsg | RejectMsg, from))
@@ -386,6 +396,7 @@ export class PeerLink {
     this.timeoutsInARow = 0
     if (!req.sampled) {
       req.sampled = true
+      req.firstDataAt = now
       this.rtt.sample(now - req.sentAt)
       this.cc.onRttSample(now - req.sentAt, now)
       this.updatePacer()
@@ -429,15 +440,17 @@ export class PeerLink {
   /**
    * RFC 9002 time threshold across requests: the owner answers requests in order, so once data of
    * a later request arrives, an earlier one that has been quiet for 9/8 RTT lost whatever it still
-   * misses, its tail included, without waiting for a full RTO.
+   * misses, its tail included, without waiting for a full RTO. An earlier one that never began is
+   * quiet since the later one began: its REQUEST was lost, or dropped at the owner's read cap.
+   * (Waiting for the link to go quiet instead stalls every other fetch behind it.)
    */
   private detectLossBefore (req: Request, now: number): void {
     if (this.open[0] === req || this.open[0] === undefined) return
     const threshold = LOSS_TIME_THRESHOLD * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
     for (const earlier of [...this.open]) {
       if (earlier === req) break
-      // Only a response already under way: one not yet begun may just be queued behind a disk read.
-      if (earlier.sampled && earlier.sentAt < req.sentAt && now - earlier.lastActivity > threshold) {
+      const quietSince = earlier.sampled ? earlier.lastActivity : req.firstDataAt
+      if (earlier.sentAt < req.sentAt && now - quietSince > threshold) {
         for (let j = 0; j < earlier.state.length; j++) {
           if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
         }

@@ -189,6 +189,35 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(s.rtoMs).toBeGreaterThanOrEqual(MIN_RTO_MS)
   })
 
+  it('a REQUEST lost on the way is asked again once a later answer has run 9/8 RTT, not when the link goes quiet', async () => {
+    const { link, data, server } = await rig()
+    // The owner never sees the 4th content REQUEST; it sees, in order, every offset asked of it.
+    const serve = server.onPeerRequest
+    const asked: number[] = []
+    let contentRequests = 0
+    let droppedOffset: number | undefined
+    server.onPeerRequest = (msg, from) => {
+      if (msg.type === MessageType.Request && msg.stream === Stream.Content) {
+        if (++contentRequests === 4) {
+          droppedOffset = msg.offset
+          return
+        }
+        asked.push(msg.offset)
+      }
+      serve?.(msg, from)
+    }
+    const got = await fetchRange(link, 0, SIZE)
+    expect(got.bytes.equals(data)).toBe(true)
+    expect(droppedOffset).toBeDefined()
+    const again = asked.indexOf(droppedOffset as number)
+    expect(again).toBeGreaterThan(0)
+    // Asked again while fresh blocks were still being requested: the rest of the transfer did not stall behind it.
+    const lastBlockOffset = Math.floor((SIZE - 1) / PAYLOAD_BYTES) * PAYLOAD_BYTES
+    const lastFresh = asked.findIndex((offset, i) => i > 0 && offset <= lastBlockOffset && lastBlockOffset < offset + 64 * PAYLOAD_BYTES)
+    expect(again).toBeLessThan(lastFresh)
+    expect(link.stats.timeouts).toBe(0)
+  })
+
   it('still delivers byte-identical data with 20% loss both ways', async () => {
     const { link, data, proxy } = await rig({ toTarget: { seed: 21, lossPercent: 20 }, fromTarget: { seed: 22, lossPercent: 20 } })
     const got = await fetchRange(link, 0, SIZE)
