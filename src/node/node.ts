@@ -12,7 +12,7 @@ import { pathDatagramCap } from '../transport/path-mtu.js'
 import { PeerLink } from '../transport/peer-link.js'
 import { limiterBurst, TokenBucket } from '../transport/token-bucket.js'
 import { ByteBudget } from './byte-budget.js'
-import { Download, type DownloadProgress, type DownloadResult } from './download.js'
+import { Download, DownloadError, type DownloadProgress, type DownloadResult } from './download.js'
 import { Choker, type ChokerState } from './choker.js'
 import type { PieceOrder } from './piece-scheduler.js'
 import { Library, type SharedFile } from './library.js'
@@ -159,6 +159,9 @@ export class UdpTorrentNode {
     const name = checkFileName(rawName)
     const running = this.downloads.get(name)
     if (running !== undefined) return running
+    // The folder check in Download.run() cannot see a twin whose .part does not exist yet.
+    const twin = [...this.downloads.keys()].find((other) => other.toLowerCase() === name.toLowerCase())
+    if (twin !== undefined) throw new DownloadError(`${name} differs only in case from ${twin}, which is downloading: on a case-insensitive disk both are one file`)
     const abort = new AbortController()
     // Every piece attempt in flight listens on the download's signal; the default cap of 10 is a false alarm here.
     setMaxListeners(0, abort.signal)

@@ -92,8 +92,8 @@ interface Request {
   sentAt: number
   lastActivity: number
   sampled: boolean
-  /** When its first datagram arrived (0 before that). */
-  firstDataAt: number
+  /** Not begun, when data of a later request first arrived (0 until then): from then on it is quiet. */
+  overtakenAt: number
   open: boolean
 }
 
@@ -330,7 +330,7 @@ export class PeerLink {
       sentAt: now,
       lastActivity: now,
       sampled: false,
-      firstDataAt: 0,
+      overtakenAt: 0,
       open: true
     }
     req.txid = this.endpoint.register((msg, from) => this.onReply(req, msg as DataMsg | RejectMsg, from))
@@ -396,7 +396,6 @@ export class PeerLink {
     this.timeoutsInARow = 0
     if (!req.sampled) {
       req.sampled = true
-      req.firstDataAt = now
       this.rtt.sample(now - req.sentAt)
       this.cc.onRttSample(now - req.sentAt, now)
       this.updatePacer()
@@ -441,7 +440,7 @@ export class PeerLink {
    * RFC 9002 time threshold across requests: the owner answers requests in order, so once data of
    * a later request arrives, an earlier one that has been quiet for 9/8 RTT lost whatever it still
    * misses, its tail included, without waiting for a full RTO. An earlier one that never began is
-   * quiet since the later one began: its REQUEST was lost, or dropped at the owner's read cap.
+   * quiet since later data first overtook it: its REQUEST was lost, or dropped at the owner's cap.
    * (Waiting for the link to go quiet instead stalls every other fetch behind it.)
    */
   private detectLossBefore (req: Request, now: number): void {
@@ -449,8 +448,10 @@ export class PeerLink {
     const threshold = LOSS_TIME_THRESHOLD * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
     for (const earlier of [...this.open]) {
       if (earlier === req) break
-      const quietSince = earlier.sampled ? earlier.lastActivity : req.firstDataAt
-      if (earlier.sentAt < req.sentAt && now - quietSince > threshold) {
+      if (earlier.sentAt >= req.sentAt) continue
+      if (!earlier.sampled && earlier.overtakenAt === 0) earlier.overtakenAt = now
+      const quietSince = earlier.sampled ? earlier.lastActivity : earlier.overtakenAt
+      if (now - quietSince > threshold) {
         for (let j = 0; j < earlier.state.length; j++) {
           if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
         }

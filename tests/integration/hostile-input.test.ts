@@ -258,11 +258,17 @@ describe('names that differ only in case', () => {
       await n.waitForLine(/^sharing [Mm]ovie\.bin/)
       return n
     }))
-    // Node 3 has neither: each name is its own file, with its own content.
-    const n3 = await startNode(h, 3, tracker.address, ['--download', 'Movie.bin', '--download', 'movie.bin', '--exit-when-done'])
-    expect(await n3.waitExit(30_000)).toBe(0)
-    expect(await sha256File(nodeFile(h, 3, 'Movie.bin'))).toBe(await sha256File(nodeFile(h, 1, 'Movie.bin')))
-    expect(await sha256File(nodeFile(h, 3, 'movie.bin'))).toBe(await sha256File(nodeFile(h, 2, 'movie.bin')))
+    // Each name is its own file, with its own content, on the tracker and on the wire.
+    for (const [id, name, from] of [[3, 'Movie.bin', 1], [4, 'movie.bin', 2]] as const) {
+      const n = await startNode(h, id, tracker.address, ['--download', name, '--exit-when-done'])
+      expect(await n.waitExit(30_000)).toBe(0)
+      expect(await sha256File(nodeFile(h, id, name))).toBe(await sha256File(nodeFile(h, from, name)))
+    }
+    // One node asked for both at once: the second is refused before anything touches the disk.
+    const both = await startNode(h, 5, tracker.address, ['--download', 'Movie.bin', '--download', 'movie.bin', '--exit-when-done'])
+    expect(await both.waitExit(30_000)).toBe(1)
+    expect(both.lines.some((l) => /movie\.bin.*differs only in case from Movie\.bin/.test(l))).toBe(true)
+    expect(await sha256File(nodeFile(h, 5, 'Movie.bin'))).toBe(await sha256File(nodeFile(h, 1, 'Movie.bin')))
     // Node 2 holds movie.bin: on a case-folding disk Movie.bin would overwrite it, so it says so and keeps serving.
     const before = await sha256File(nodeFile(h, 2, 'movie.bin'))
     const n2 = seeds[1] as NodeProc

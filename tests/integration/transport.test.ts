@@ -190,15 +190,17 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
   })
 
   it('a REQUEST lost on the way is asked again once a later answer has run 9/8 RTT, not when the link goes quiet', async () => {
-    const { link, data, server } = await rig()
-    // The owner never sees the 4th content REQUEST; it sees, in order, every offset asked of it.
+    // A 10 MB/s bottleneck keeps data flowing without a pause for the 0.3 s of the transfer: the link never goes quiet.
+    const { link, data, server } = await rig({ fromTarget: { rateBytesPerSecond: 10e6 } })
+    const DROPPED = 20
+    // The owner never sees the 20th content REQUEST, sent with the pipeline full; it sees, in order, every offset asked of it.
     const serve = server.onPeerRequest
     const asked: number[] = []
     let contentRequests = 0
     let droppedOffset: number | undefined
     server.onPeerRequest = (msg, from) => {
       if (msg.type === MessageType.Request && msg.stream === Stream.Content) {
-        if (++contentRequests === 4) {
+        if (++contentRequests === DROPPED) {
           droppedOffset = msg.offset
           return
         }
@@ -215,7 +217,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     const lastBlockOffset = Math.floor((SIZE - 1) / PAYLOAD_BYTES) * PAYLOAD_BYTES
     const lastFresh = asked.findIndex((offset, i) => i > 0 && offset <= lastBlockOffset && lastBlockOffset < offset + 64 * PAYLOAD_BYTES)
     expect(again).toBeLessThan(lastFresh)
-    expect(link.stats.timeouts).toBe(0)
+    // Within a few requests of the drop (asked[] lacks the dropped one, so its successor is at DROPPED - 1).
+    expect(again - (DROPPED - 1)).toBeLessThanOrEqual(16)
   })
 
   it('still delivers byte-identical data with 20% loss both ways', async () => {
