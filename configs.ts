@@ -69,6 +69,10 @@ export const MIN_CWND_DATAGRAMS = 4
 export const MAX_CWND_DATAGRAMS = 8192
 /** RFC 6298 constants. The 1 s floor of RFC 6298 is far above loopback/LAN RTTs; RFC 6298 §2.4 permits a lower one. */
 export const INITIAL_RTO_MS = 500
+/** Before a path has an RTT, a lost HELLO is sent again after this long, doubling up to the RTO. */
+export const HELLO_FIRST_RETRY_MS = 100
+/** HELLO attempts whose answer is still accepted (each has its own txid). */
+export const MAX_HELLOS_OUTSTANDING = 4
 export const MIN_RTO_MS = 20
 export const MAX_RTO_MS = 4_000
 /** RFC 9002 §6.1: a datagram is lost when 3 later ones of the same response arrived... */
@@ -180,8 +184,15 @@ export const TRACKER_REQUESTS_PER_SECOND_PER_IP = 200
 export const TRACKER_REQUEST_BURST_PER_IP = 400
 /** Addresses whose rate state is remembered (LRU): bounds the memory a flood of sources can take. */
 export const MAX_TRACKED_ADDRESSES = 65_536
-/** Data requests a node serves at once for one peer. */
-export const MAX_SERVE_READS_PER_PEER = 32
+/**
+ * Data requests a node serves at once for one peer, and for all peers. A downloader keeps about
+ * PIECES_IN_FLIGHT_PER_OWNER requests open to an owner, and what exceeds the cap is dropped (and
+ * looks like loss to it), so the per-peer cap sits above that.
+ */
+export const MAX_SERVE_READS_PER_PEER = 64
+export const MAX_SERVE_READS_IN_FLIGHT = 128
+/** Bytes of answers a node holds in memory at once (read, not yet sent), for all peers. */
+export const MAX_SERVE_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 /** Bytes a node holds in piece buffers for all its downloads together. */
 export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
 /** A shared file's size, mtime and inode are re-checked at most this often while serving it. */

@@ -3,7 +3,7 @@ import { EventEmitter, setMaxListeners } from 'node:events'
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
-import { COOKIE_BYTES, DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_OPEN_SERVE_HANDLES, MAX_RECEIVE_BUFFER_BYTES, MAX_SERVE_READS_PER_PEER, NODE_KEY_FILE, NODE_STATE_DIR } from '../../configs.js'
+import { COOKIE_BYTES, DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_RECEIVE_BUFFER_BYTES, MAX_SERVE_BYTES_IN_FLIGHT, MAX_SERVE_READS_IN_FLIGHT, MAX_SERVE_READS_PER_PEER, NODE_KEY_FILE, NODE_STATE_DIR } from '../../configs.js'
 import { checkFileName, Stream, type OwnerEntry } from '../messages/index.js'
 import { AddressTokens, loadOrCreateIdentity } from '../transport/auth.js'
 import { BlockServer } from '../transport/block-server.js'
@@ -111,8 +111,9 @@ export class UdpTorrentNode {
       endpoint,
       source: library,
       gate: choker,
-      maxReadsInFlight: MAX_OPEN_SERVE_HANDLES,
+      maxReadsInFlight: MAX_SERVE_READS_IN_FLIGHT,
       maxReadsPerPeer: MAX_SERVE_READS_PER_PEER,
+      maxBytesInFlight: MAX_SERVE_BYTES_IN_FLIGHT,
       // A fresh secret per run: cookies from before a restart are refused and peers say HELLO again.
       cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES),
       uploadLimiter: init.uploadLimit === undefined ? undefined : new TokenBucket(init.uploadLimit, limiterBurst(init.uploadLimit, MAX_DATAGRAMS_PER_REQUEST * DEFAULT_DATAGRAM_BYTES)),

@@ -30,6 +30,8 @@ export interface BlockServerInit {
   maxReadsInFlight: number
   /** Reads in progress for one peer; a peer cannot take the whole budget. */
   maxReadsPerPeer: number
+  /** Bytes of answers read and not yet sent, for all peers together; beyond it requests are dropped. Default: unbounded. */
+  maxBytesInFlight?: number
   /** Issues and checks handshake cookies: data goes only to addresses that answered a HELLO_ACK. */
   cookies: AddressTokens
   /** The node's upload rate limit; answers wait for it, and past a second's worth of backlog requests are dropped. */
@@ -119,7 +121,7 @@ export class BlockServer {
       return
     }
     const limiter = this.init.uploadLimiter
-    if (this.readsInFlight >= this.init.maxReadsInFlight ||
+    if (this.readsInFlight >= this.init.maxReadsInFlight || this.queuedBytes + msg.length > (this.init.maxBytesInFlight ?? Infinity) ||
         (limiter !== undefined && ((this.queuedBytes + msg.length) / limiter.bytesPerSecond) * 1000 > RATE_LIMIT_MAX_QUEUE_MS)) {
       this.stats.dropped++
       return

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import {
-  BLACK_HOLE_TIMEOUTS, DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD,
+  BLACK_HOLE_TIMEOUTS, DATAGRAM_PROBE_LADDER, HELLO_FIRST_RETRY_MS, MAX_HELLOS_OUTSTANDING, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, LOSS_REORDER_THRESHOLD, LOSS_TIME_THRESHOLD,
   MAX_DATAGRAMS_PER_REQUEST, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
 } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type HelloAckMsg, type RejectMsg, type Stream } from '../messages/index.js'
@@ -114,7 +114,9 @@ export class PeerLink {
   private probe: { size: number, txid: number, sentAt: number, attempts: number } | undefined
   /** The owner's handshake cookie; requests wait for it. */
   private cookie: Buffer | undefined
-  private hello: { txid: number, sentAt: number } | undefined
+  /** HELLOs sent and not answered yet, oldest first; any one's answer completes the handshake. */
+  private hellos: Array<{ txid: number, sentAt: number }> = []
+  private helloAttempts = 0
   private deliveredSinceProbe = 0
   private readonly fullLadder: number[]
   private timeoutsInARow = 0
@@ -207,7 +209,7 @@ export class PeerLink {
     if (this.timer !== undefined) clearTimeout(this.timer)
     if (this.pumpTimer !== undefined) clearTimeout(this.pumpTimer)
     if (this.probe !== undefined) this.endpoint.release(this.probe.txid)
-    if (this.hello !== undefined) this.endpoint.release(this.hello.txid)
+    this.endHandshake()
   }
 
   /**
@@ -243,34 +245,59 @@ export class PeerLink {
 
   /** Asks the owner for a cookie (HELLO), unless a HELLO is already out; the timer resends it. */
   private sayHello (): void {
-    if (this.hello !== undefined) return
+    if (this.hellos.length > 0) return
+    this.sendHello()
+  }
+
+  private sendHello (): void {
+    const sentAt = performance.now()
     const txid = this.endpoint.register((msg, from) => {
       if (!sameAddress(from, this.remote) || msg.type !== MessageType.HelloAck) return
-      this.endpoint.release(txid)
       const now = performance.now()
-      // A fresh txid per attempt makes this a clean sample (Karn's rule): the first requests then
-      // time out after a few RTTs rather than after the initial RTO.
-      if (this.hello !== undefined) {
-        this.rtt.sample(now - this.hello.sentAt)
-        this.updatePacer()
-      }
-      this.hello = undefined
+      // Each attempt has its own txid, so this answer belongs to this attempt: a clean RTT sample
+      // (Karn's rule), and the first requests time out after a few RTTs, not the initial RTO.
+      this.rtt.sample(now - sentAt)
+      this.updatePacer()
+      this.endHandshake()
       this.lastHeard = now
       this.cookie = (msg as HelloAckMsg).cookie
       this.pump()
     })
-    const now = performance.now()
-    this.hello = { txid, sentAt: now }
+    this.hellos.push({ txid, sentAt })
+    this.helloAttempts++
     this.endpoint.send(encode({ type: MessageType.Hello, txid }), this.remote)
-    this.armTimer(now + this.rtt.rto)
+    this.armTimer(sentAt + this.helloTimeout())
+  }
+
+  /**
+   * How long the latest HELLO waits before another is sent. Before the path has an RTT, a short
+   * wait that doubles with each attempt, up to the RTO: a HELLO and its answer are a few dozen
+   * bytes, and waiting the whole initial RTO for a lost one stalls the start of every download.
+   * Earlier attempts stay valid, so a slow path is not penalised for the early retry.
+   */
+  private helloTimeout (): number {
+    if (this.rtt.srtt !== undefined) return this.rtt.rto
+    return Math.min(this.rtt.rto, HELLO_FIRST_RETRY_MS * 2 ** (this.helloAttempts - 1))
   }
 
   private checkHello (now: number): void {
-    if (this.hello === undefined || now - this.hello.sentAt < this.rtt.rto) return
-    this.endpoint.release(this.hello.txid)
-    this.hello = undefined
-    this.rtt.backoff()
-    this.sayHello()
+    const latest = this.hellos.at(-1)
+    if (latest === undefined) return
+    // Node's timers may fire a fraction of a millisecond early by this clock: not due yet, look again then.
+    const due = latest.sentAt + this.helloTimeout()
+    if (now < due) {
+      this.armTimer(due)
+      return
+    }
+    if (this.hellos.length >= MAX_HELLOS_OUTSTANDING) this.endpoint.release((this.hellos.shift() as { txid: number }).txid)
+    this.rtt.backoff() // RFC 6298 §5.5, so a peer that never answers is asked ever less often
+    this.sendHello()
+  }
+
+  private endHandshake (): void {
+    for (const h of this.hellos) this.endpoint.release(h.txid)
+    this.hellos = []
+    this.helloAttempts = 0
   }
 
   /** How long the pacer and the node's download limit want the next request of `bytes` held back. */

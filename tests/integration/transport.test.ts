@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { COOKIE_BYTES, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
+import { COOKIE_BYTES, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
@@ -189,6 +189,25 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(s.rtoMs).toBeGreaterThanOrEqual(MIN_RTO_MS)
   })
 
+  it('a lost HELLO is sent again well before the initial RTO, and the first answer to any attempt completes the handshake', async () => {
+    const { link, data, server } = await rig()
+    const serve = server.onPeerRequest
+    const hellos: number[] = []
+    server.onPeerRequest = (msg, from) => {
+      if (msg.type === MessageType.Hello) {
+        hellos.push(performance.now())
+        if (hellos.length === 1) return // the first HELLO is lost
+      }
+      serve?.(msg, from)
+    }
+    const got = await fetchRange(link, 0, 100_000)
+    expect(got.bytes.equals(data.subarray(0, 100_000))).toBe(true)
+    expect(hellos.length).toBe(2)
+    expect((hellos[1] as number) - (hellos[0] as number)).toBeLessThan(INITIAL_RTO_MS * 0.8)
+    // The answer was an RTT sample: the link's RTO is already a few RTTs, not the initial one.
+    expect(link.stats.rtoMs).toBeLessThan(INITIAL_RTO_MS)
+  })
+
   it('a REQUEST lost on the way is asked again once a later answer has run 9/8 RTT, not when the link goes quiet', async () => {
     // A 10 MB/s bottleneck keeps data flowing without a pause for the 0.3 s of the transfer: the link never goes quiet.
     const { link, data, server } = await rig({ fromTarget: { rateBytesPerSecond: 10e6 } })
@@ -321,7 +340,9 @@ describe('BlockServer per-peer limit', () => {
    * BIG bytes, which the per-peer cap must drop. The reads are then released, and another peer asks
    * for 10 000 bytes. Resolves with what that peer got (or the error if it got nothing).
    */
-  async function floodOnePeer (uploadLimiter: TokenBucket | undefined): Promise<{ server: BlockServer, attacker: WireClient, honest: Array<DataMsg | RejectMsg> | Error }> {
+  async function floodOnePeer (
+    uploadLimiter: TokenBucket | undefined, caps: { maxReadsPerPeer: number, maxBytesInFlight?: number, dropped: number } = { maxReadsPerPeer: STALLED, dropped: 30 }
+  ): Promise<{ server: BlockServer, attacker: WireClient, honest: Array<DataMsg | RejectMsg> | Error }> {
     const data = randomBytes(1_000_000)
     let release: () => void = () => {}
     const gate = new Promise<void>((resolve) => { release = resolve })
@@ -334,7 +355,7 @@ describe('BlockServer per-peer limit', () => {
     const endpoint = await Endpoint.open({ host: LOCALHOST })
     closers.push(async () => await endpoint.close())
     const server = new BlockServer({
-      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: STALLED, uploadLimiter, cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: caps.maxReadsPerPeer, maxBytesInFlight: caps.maxBytesInFlight, uploadLimiter, cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
     })
     const attacker = await WireClient.open()
     closers.push(async () => await attacker.close())
@@ -348,10 +369,10 @@ describe('BlockServer per-peer limit', () => {
     }
     await waitFor('the server to have seen all 32 requests', () => server.stats.requests === STALLED + 30, 5_000, 5)
     // Everything past the per-peer cap was dropped (by the cap, or by the queue limit once it looks full).
-    expect(server.stats.dropped).toBe(30)
+    expect(server.stats.dropped).toBe(caps.dropped)
     stall = false
     release()
-    const answered = await attacker.waitForDatagram(() => attacker.since(mark).filter((d) => d.msg?.type === MessageType.Data).length === STALLED, mark, 5_000)
+    const answered = await attacker.waitForDatagram(() => attacker.since(mark).filter((d) => d.msg?.type === MessageType.Data).length >= STALLED, mark, 5_000)
     expect(answered).toBeDefined()
     const honest = await WireClient.open()
     closers.push(async () => await honest.close())
@@ -370,6 +391,13 @@ describe('BlockServer per-peer limit', () => {
     expect(honest).not.toBeInstanceOf(Error)
     // The attacker got exactly its STALLED answers, nothing for the dropped requests.
     expect(attacker.log.filter((d) => d.msg?.type === MessageType.Data)).toHaveLength(STALLED)
+  })
+
+  it('answers held in memory are capped in bytes too: past maxBytesInFlight a request is dropped, and others are served once it drains', async () => {
+    // Room for the stalled reads and three of the big ones; the other 27 are dropped.
+    const { honest, attacker } = await floodOnePeer(undefined, { maxReadsPerPeer: 100, maxBytesInFlight: STALLED * 1000 + 3 * BIG, dropped: 27 })
+    expect(honest).not.toBeInstanceOf(Error)
+    await waitFor('the admitted answers', () => attacker.log.filter((d) => d.msg?.type === MessageType.Data).length === STALLED + 3 * Math.ceil(BIG / PAYLOAD_BYTES), 5_000, 5)
   })
 
   /**
