@@ -183,9 +183,13 @@ export class Ledbat implements CongestionController {
   }
 
   onTimeout (now: number): void {
-    // The link went silent: start small, then slow-start back to half of where it was (RFC 5681 §3.1).
+    // The link went silent: start small. With a queue behind it, slow-start back to half of where
+    // it was (RFC 5681 §3.1); with none, the silence was not congestion (a lost tail, an outage), so
+    // slow start runs until the delay says stop, as at the start. Otherwise one lost tail early in
+    // a transfer would leave the window to grow linearly from a handful of datagrams.
     this.lastReduction = now
-    this.ssthresh = Math.max(this.min, this.window / 2)
+    const congested = this.queueDelay >= LEDBAT_LOSS_DELAY_FRACTION * this.target
+    this.ssthresh = congested ? Math.max(this.min, this.window / 2) : Infinity
     this.slowStart = true
     this.window = this.min
   }

@@ -250,9 +250,23 @@ describe('Ledbat', () => {
     expect(cc.cwnd).toBe(100)
   })
 
-  it('onTimeout drops to MIN_CWND_DATAGRAMS; slow start resumes only up to half the old window', () => {
+  it('onTimeout with no queue drops to MIN_CWND_DATAGRAMS, then slow-starts past half the old window until the delay rises', () => {
     const { cc, t } = withQueue({ initialCwnd: 64 }, 50, 0)
     cc.onTimeout(t)
+    expect(cc.cwnd).toBe(MIN_CWND_DATAGRAMS)
+    deliverOneByOne(cc, 100 - MIN_CWND_DATAGRAMS)
+    expect(cc.cwnd).toBe(100) // still doubling: the silence was not congestion
+    leaveSlowStart(cc, 50, t)
+    const before = cc.cwnd
+    cc.onDelivered(1)
+    expect(cc.cwnd - before).toBeLessThan(1) // proportional growth from here on
+  })
+
+  it('onTimeout with a queue drops to MIN_CWND_DATAGRAMS; slow start resumes only up to half the old window', () => {
+    const { cc, t } = withQueue({ initialCwnd: 64 }, 50, 20)
+    cc.onTimeout(t)
+    samples(cc, 50, t, 4) // the queue drains while the link is quiet
+    expect(cc.queueDelay).toBe(0)
     expect(cc.cwnd).toBe(MIN_CWND_DATAGRAMS)
     cc.onDelivered(MIN_CWND_DATAGRAMS)
     expect(cc.cwnd).toBe(2 * MIN_CWND_DATAGRAMS) // slow start again
@@ -274,11 +288,13 @@ describe('Ledbat', () => {
     q.cc.onLoss(q.t + 10, later) // sent after the timeout: a new event
     expect(q.cc.cwnd).toBe(Math.floor((MIN_CWND_DATAGRAMS + 12) * LEDBAT_LOSS_BETA))
 
-    // repeated timeouts stay at the minimum, and then there is no slow start to resume
-    const r = withQueue({}, 50, 0)
+    // repeated timeouts behind a queue stay at the minimum, and then there is no slow start to resume
+    const r = withQueue({}, 50, 20)
     r.cc.onTimeout(r.t)
     r.cc.onTimeout(r.t + 100)
     r.cc.onTimeout(r.t + 200)
+    samples(r.cc, 50, r.t + 300, 4)
+    expect(r.cc.queueDelay).toBe(0)
     expect(r.cc.cwnd).toBe(MIN_CWND_DATAGRAMS)
     r.cc.onDelivered(1) // ends slow start: window already at ssthresh
     r.cc.onDelivered(MIN_CWND_DATAGRAMS)
