@@ -122,7 +122,8 @@ await yargs(hideBin(process.argv))
     .option('piece-size', { type: 'number', describe: `piece size in bytes for files this node starts sharing, ${MIN_PIECE_SIZE}..${MAX_PIECE_SIZE} (default ${DEFAULT_PIECE_SIZE})` })
     .option('upload-slots', { type: 'number', describe: `peers served at once, tit-for-tat plus one optimistic (default ${UPLOAD_SLOTS})` })
     .option('piece-order', { type: 'string', choices: ['rarest', 'sequential'], hidden: true, describe: 'simulator hook: piece selection in a swarm' })
-    .option('exit-after-upload', { type: 'number', hidden: true, describe: 'simulator hook: leave once this many bytes were uploaded' })
+    .option('super-seed', { type: 'boolean', default: false, describe: 'give each piece of a complete file to one peer first, so a seed that leaves early has sent every piece' })
+    .option('exit-after-upload', { type: 'number', hidden: true, describe: 'simulator hook: leave once this many bytes of file content were uploaded' })
     .option('impair', { type: 'string', hidden: true, describe: 'test hook: impair inbound peer datagrams, e.g. "loss=5,dup=1,reorder=2,seed=7"' })
     .config(configFile?.values.node ?? {}),
   async (argv) => {
@@ -150,6 +151,7 @@ await yargs(hideBin(process.argv))
       noOwnerTimeoutMs: argv['owner-timeout'] * 1000,
       progressIntervalMs: argv['progress-interval'],
       share: argv.share,
+      superSeed: argv['super-seed'],
       pieceSize: checkInt(argv['piece-size'], '--piece-size', MIN_PIECE_SIZE, MAX_PIECE_SIZE),
       uploadSlots: checkInt(argv['upload-slots'], '--upload-slots', 1, MAX_UPLOAD_SLOTS),
       pieceOrder: argv['piece-order'] as PieceOrder | undefined,

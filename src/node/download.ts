@@ -116,6 +116,8 @@ interface Owner {
   pieces: number
   failures: number
   workers: number
+  /** A complete owner that refused a piece as missing (a super-seed): scheduled by what it gives. */
+  refusesPieces: boolean
   /** How often it was dropped as dead, and when it may come back (see DEAD_OWNER_RETRY_MS). */
   deaths: number
   retryAt: number
@@ -281,7 +283,7 @@ export class Download {
         added++
         continue
       }
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, deaths: 0, retryAt: 0 })
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
       added++
     }
     return added
@@ -389,7 +391,7 @@ export class Download {
     }
     const startWorkers = (): void => {
       for (const owner of this.activeOwners()) {
-        scheduler.addOwner(owner.entry.nodeId, owner.entry.complete)
+        scheduler.addOwner(owner.entry.nodeId, owner.entry.complete && !owner.refusesPieces)
         // A partial owner has few pieces to give and upload slots to share: a deep queue there only
         // delays pieces another owner could have sent.
         const want = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
@@ -535,7 +537,10 @@ export class Download {
       notify()
       if (ac.signal.aborted) return // end game: someone else verified it first, or we are stopping
       if (err instanceof PeerRejectedError && (err.reason === RejectReason.Missing || err.reason === RejectReason.Busy)) {
-        if (err.reason === RejectReason.Missing) scheduler.lacks(ownerId, piece)
+        if (err.reason === RejectReason.Missing) {
+          if (owner.entry.complete) owner.refusesPieces = true
+          scheduler.lacks(ownerId, piece)
+        }
         return
       }
       if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {

@@ -37,7 +37,16 @@ export interface LibraryInit {
   logger?: Logger
   /** Called when a shared file changed or vanished and is no longer offered. */
   onWithdrawn?: (name: string, reason: string) => void
+  /**
+   * Super-seeding (BEP 16's aim, done by refusal): while some piece of a complete file has not gone
+   * to anyone, a piece already given to one peer is refused to the others as missing, so they take
+   * it from that peer and the seed's upload goes to pieces nobody has. Default off.
+   */
+  superSeed?: boolean
 }
+
+/** Which peer first got each piece of a super-seeded file, how many were given, and how much of each was sent. */
+interface SuperSeedState { firstPeer: Map<number, string>, given: number, count: number, sentBytes: Map<number, number>, delivered: number }
 
 const SHARED_LIST = 'shared.json'
 
@@ -51,6 +60,7 @@ export class Library implements BlockSource {
   private readonly partials = new Map<string, PartialFile>()
   private readonly handles = new Map<string, Promise<FileHandle>>()
   private readonly checked = new Map<string, { at: number, ok: Promise<boolean> }>()
+  private readonly superSeeds = new Map<string, SuperSeedState>()
   private readonly pieceSize: number
 
   constructor (private readonly init: LibraryInit) {
@@ -137,6 +147,8 @@ export class Library implements BlockSource {
     if (stream === Stream.Bitfield) return this.bitfieldResource(shared.manifest, () => true)
     return {
       size: shared.identity.size,
+      claim: this.init.superSeed === true ? (offset, length, peer) => this.claimForSuperSeed(shared.manifest, offset, length, peer) : undefined,
+      served: this.init.superSeed === true ? (offset, length, peer) => this.superSeedSent(shared.manifest, offset, length, peer) : undefined,
       read: async (offset, length) => {
         if (!await this.unchanged(shared)) throw new ShareError(`${shared.identity.name} changed on disk and is no longer shared`)
         const fh = await this.handle(shared.path)
@@ -145,6 +157,59 @@ export class Library implements BlockSource {
         return buf
       }
     }
+  }
+
+  /** Whether a super-seeded file has a piece that has not yet been sent in full to anyone. */
+  superSeedPending (): boolean {
+    if (this.init.superSeed !== true) return false
+    for (const shared of this.byHash.values()) {
+      const state = this.superSeeds.get(shared.identity.contentHash.toString('hex'))
+      if (state === undefined || state.delivered < state.count) return true
+    }
+    return false
+  }
+
+  private superSeedState (manifest: Manifest): SuperSeedState {
+    const key = manifest.contentHash.toString('hex')
+    let state = this.superSeeds.get(key)
+    if (state === undefined) {
+      state = { firstPeer: new Map(), given: 0, count: pieceCount(manifest.size, manifest.pieceSize), sentBytes: new Map(), delivered: 0 }
+      this.superSeeds.set(key, state)
+    }
+    return state
+  }
+
+  private superSeedSent (manifest: Manifest, offset: number, length: number, peer: string): void {
+    const state = this.superSeedState(manifest)
+    const first = Math.floor(offset / manifest.pieceSize)
+    const last = Math.floor((offset + length - 1) / manifest.pieceSize)
+    for (let p = first; p <= last; p++) {
+      if (state.firstPeer.get(p) !== peer) continue
+      const start = p * manifest.pieceSize
+      const full = Math.min(manifest.pieceSize, manifest.size - start)
+      const overlap = Math.min(offset + length, start + full) - Math.max(offset, start)
+      const before = state.sentBytes.get(p) ?? 0
+      if (before >= full) continue
+      state.sentBytes.set(p, before + overlap)
+      if (before + overlap >= full) state.delivered++
+    }
+  }
+
+  private claimForSuperSeed (manifest: Manifest, offset: number, length: number, peer: string): boolean {
+    const state = this.superSeedState(manifest)
+    if (state.given >= state.count || length === 0) return true
+    const first = Math.floor(offset / manifest.pieceSize)
+    const last = Math.floor((offset + length - 1) / manifest.pieceSize)
+    for (let p = first; p <= last; p++) {
+      const owner = state.firstPeer.get(p)
+      if (owner !== undefined && owner !== peer) return false
+    }
+    for (let p = first; p <= last; p++) {
+      if (state.firstPeer.has(p)) continue
+      state.firstPeer.set(p, peer)
+      state.given++
+    }
+    return true
   }
 
   private manifestResource (manifest: Manifest): ServedResource {

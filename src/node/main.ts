@@ -31,6 +31,7 @@ export interface NodeMainInit {
   /** Newline-delimited JSON events on stdout, and nothing else there. */
   json?: boolean
   share?: boolean
+  superSeed?: boolean
   pieceSize?: number
   uploadSlots?: number
   pieceOrder?: PieceOrder
@@ -65,6 +66,7 @@ export async function runNode (init: NodeMainInit): Promise<void> {
       downloadLimit: init.downloadLimit,
       noOwnerTimeoutMs: init.noOwnerTimeoutMs,
       share: init.share,
+      superSeed: init.superSeed,
       pieceSize: init.pieceSize,
       uploadSlots: init.uploadSlots,
       pieceOrder: init.pieceOrder,
@@ -136,9 +138,11 @@ export async function runNode (init: NodeMainInit): Promise<void> {
   if (init.exitAfterUploadBytes !== undefined) {
     const limit = init.exitAfterUploadBytes
     const timer = setInterval(() => {
-      if (node.server.stats.bytesSent < limit) return
+      // File content only: the manifests and bitfields it served are not part of a copy.
+      // A super-seed also waits until every piece has gone out once: a full copy, not just its size.
+      if (node.server.stats.contentBytesSent < limit || node.library.superSeedPending()) return
       clearInterval(timer)
-      void shutdown(0, `uploaded ${node.server.stats.bytesSent} bytes`)
+      void shutdown(0, `uploaded ${node.server.stats.contentBytesSent} bytes of content`)
     }, EXIT_AFTER_UPLOAD_CHECK_MS)
   }
   if (init.exitWhenDone) {

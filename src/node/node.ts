@@ -41,6 +41,8 @@ export interface NodeInit {
    * client-server mode). Default true.
    */
   share?: boolean
+  /** Super-seed its complete files (see LibraryInit.superSeed). Default false. */
+  superSeed?: boolean
   /** Piece size for files this node starts sharing (default DEFAULT_PIECE_SIZE). */
   pieceSize?: number
   /** Peers served at once (default UPLOAD_SLOTS). */
@@ -99,6 +101,7 @@ export class UdpTorrentNode {
     const library = new Library({
       dir: init.dir,
       pieceSize: init.pieceSize,
+      superSeed: init.superSeed,
       logger: init.logger,
       onWithdrawn: (name, reason) => node?.events.emit('withdrawn', { name, reason })
     })

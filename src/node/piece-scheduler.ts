@@ -105,8 +105,15 @@ export class PieceScheduler {
 
   /** The owner turned out not to have `piece` (its bitfield was stale). */
   lacks (owner: number, piece: number): void {
-    const bits = this.have.get(owner)
-    if (bits === undefined) return
+    if (!this.have.has(owner)) return
+    let bits = this.have.get(owner)
+    if (bits === undefined) {
+      // A complete owner that refuses a piece (a super-seed) is from now on one with every piece but those.
+      this.leaveRanges()
+      this.have.set(owner, new Uint8Array(0))
+      bits = new Uint8Array(Math.ceil((this.wanted.reduce((m, p) => Math.max(m, p), -1) + 1) / 8)).fill(0xff)
+      this.setBitfield(owner, bits)
+    }
     if (!bitfieldHas(bits, piece)) return
     const copy = Uint8Array.from(bits)
     copy[piece >> 3] = (copy[piece >> 3] ?? 0) & ~(0x80 >> (piece & 7))

@@ -135,6 +135,8 @@ export async function writeReport (dir: string, report: SimReport): Promise<void
     '',
     '## Seed leaves after uploading one full copy',
     '',
+    'The seed super-seeds (--super-seed: each piece goes to one peer first) and leaves once it has sent a full copy\'s bytes of content and every piece at least once; then only the peers can finish the file.',
+    '',
     report.seedLeaves.length > 0 ? seedLeavesTable(report.seedLeaves) : '(not run)',
     '',
     'Plots: index.html (completion CDF; distribution time against N).',

@@ -84,7 +84,7 @@ export async function runScenario (init: ScenarioInit): Promise<ScenarioResult> 
     const seed = await startNode(home, 1, tracker.address, [
       '--send', SIM_FILE_NAME, '--piece-size', String(init.pieceBytes), '--upload-limit', rateFlag(init.seedUpload),
       '--heartbeat', String(SIM_HEARTBEAT_SECONDS), '--progress-interval', '3600000',
-      ...(init.seedLeaves ? ['--exit-after-upload', String(init.fileBytes)] : []),
+      ...(init.seedLeaves ? ['--exit-after-upload', String(init.fileBytes), '--super-seed'] : []),
       ...impair(1)
     ])
     procs.push(seed)

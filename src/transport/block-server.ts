@@ -11,6 +11,13 @@ export interface ServedResource {
   read: (offset: number, length: number) => Promise<Buffer>
   /** For a partial owner: whether every byte of the range is verified and may be served. */
   has?: (offset: number, length: number) => boolean
+  /**
+   * Called for a content request that passed every cap, just before it is read: false refuses it
+   * as missing. A super-seed uses it to give each piece to one peer first (see Library).
+   */
+  claim?: (offset: number, length: number, peer: string) => boolean
+  /** Called once a content answer has been sent in full. */
+  served?: (offset: number, length: number, peer: string) => void
 }
 
 /** Decides which peers get file data now (the node's choker); manifests and bitfields are always served. */
@@ -53,6 +60,8 @@ export interface BlockServerStats {
   readErrors: number
   datagramsSent: number
   bytesSent: number
+  /** Of bytesSent, file content (not manifests or bitfields). */
+  contentBytesSent: number
 }
 
 /**
@@ -61,7 +70,7 @@ export interface BlockServerStats {
  * of exactly the size the requester asked for.
  */
 export class BlockServer {
-  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0 }
+  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0 }
   private readsInFlight = 0
   private queuedBytes = 0
   private readonly sendOrder = new Map<string, Promise<void>>()
@@ -132,6 +141,10 @@ export class BlockServer {
       this.stats.dropped++
       return
     }
+    if (msg.stream === Stream.Content && resource.claim?.(msg.offset, msg.length, peer) === false) {
+      this.reject(msg, from, RejectReason.Missing)
+      return
+    }
     this.queuedBytes += msg.length
     this.readsPerPeer.set(key, peerReads + 1)
     this.readsInFlight++
@@ -141,6 +154,7 @@ export class BlockServer {
     const previous = this.sendOrder.get(key) ?? Promise.resolve()
     const sent = previous.then(async () => await read).then(async (data) => {
       await this.sendData(msg, from, data)
+      if (msg.stream === Stream.Content) resource.served?.(msg.offset, msg.length, peer)
     }, (err: unknown) => {
       this.stats.readErrors++
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
@@ -175,7 +189,10 @@ export class BlockServer {
         endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
         this.stats.datagramsSent++
         this.stats.bytesSent += chunk.length
-        if (msg.stream === Stream.Content) this.init.gate?.served(`${to.host}:${to.port}`, chunk.length)
+        if (msg.stream === Stream.Content) {
+          this.stats.contentBytesSent += chunk.length
+          this.init.gate?.served(`${to.host}:${to.port}`, chunk.length)
+        }
       }
     } catch (err) {
       this.init.logger?.debug({ err }, 'send to peer failed')

@@ -38,6 +38,19 @@ describe('PieceScheduler: rarest first', () => {
     expect(range(0, 6).map((p) => s.availabilityOf(p))).toEqual([0, 1, 1, 0, 0, 0])
   })
 
+  it('a complete owner that refuses a piece (a super-seed) is asked only for the pieces it still gives', () => {
+    const s = new PieceScheduler(range(0, 4), [], { randomFirst: 0 })
+    s.addOwner(9, true)
+    expect(s.ownerHas(9, 2)).toBe(true)
+    s.lacks(9, 2)
+    s.lacks(9, 0)
+    expect(range(0, 4).map((p) => s.ownerHas(9, p))).toEqual([false, true, false, true])
+    expect(range(0, 4).map((p) => s.availabilityOf(p))).toEqual([0, 1, 0, 1])
+    const picks = [s.next(9), s.next(9), s.next(9)]
+    expect(picks.slice(0, 2).sort()).toEqual([1, 3])
+    expect(picks[2]).toBeUndefined()
+  })
+
   it('an owner gives its rarest piece first, and only pieces it has', () => {
     const s = swarm(6, { 1: [0, 1, 2, 3], 2: [1, 2, 3], 3: [2, 3], 4: [3] })
     // For owner 1: piece 0 (1 copy) < 1 (2) < 2 (3) < 3 (4).
