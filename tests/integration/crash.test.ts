@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { appendFile, copyFile, mkdir, readFile } from 'node:fs/promises'
+import { appendFile, copyFile, mkdir, readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { PART_SUFFIX } from '../../configs.js'
@@ -97,5 +97,31 @@ describe('crash safety', () => {
     n3.write('status')
     await n3.waitForLine(/^node 3 at /)
     expect(n3.exitCode).toBeUndefined()
+  })
+
+  it.skipIf(!canMount)('a read-only folder (EROFS) fails the download with a clear message and keeps the node running', async () => {
+    const { home, tracker } = await seeded(2 * MB)
+    const dir = path.join(home, 'node_files', 'node3')
+    await mkdir(dir, { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir])
+    mounts.push(dir)
+    const n3 = await startNode(home, 3, tracker.address, [], 'pipe')
+    // The node has written its identity; now its folder goes read-only under it.
+    execFileSync('mount', ['-o', 'remount,ro', dir])
+    n3.write('torrent -setMode download data.bin')
+    await n3.waitForLine(/^download failed: data\.bin: cannot write data\.bin in .*the file system is read-only \(EROFS\)/, 60_000)
+    n3.write('status')
+    await n3.waitForLine(/^node 3 at /)
+    expect(n3.exitCode).toBeUndefined()
+  })
+
+  it('a shared file deleted under the node is no longer offered, with a clear error at the console', async () => {
+    const { home, tracker, seed } = await seeded(2 * MB)
+    await rm(nodeFile(home, 1, 'data.bin'))
+    const n3 = await startNode(home, 3, tracker.address, ['--download', 'data.bin', '--exit-when-done', '--owner-timeout', '2'])
+    expect(await n3.waitExit(60_000)).not.toBe(0)
+    await seed.waitForLine(/^no longer sharing data\.bin: /)
+    expect(seed.exitCode).toBeUndefined()
+    expect(existsSync(nodeFile(home, 3, 'data.bin'))).toBe(false)
   })
 })
