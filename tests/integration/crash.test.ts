@@ -28,6 +28,15 @@ async function seeded (size: number, trackerArgs: string[] = []) {
   return { home, tracker, seed, sourceHash: await sha256File(source) }
 }
 
+/** Node `id`'s folder as a tmpfs of `size` (root only), unmounted after the test. */
+async function tmpfsNodeFolder (home: string, id: number, size: string): Promise<string> {
+  const dir = path.join(home, 'node_files', `node${id}`)
+  await mkdir(dir, { recursive: true })
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
+  mounts.push(dir)
+  return dir
+}
+
 describe('crash safety', () => {
   it('a downloader killed with SIGKILL resumes from its verified pieces and never keeps an unverified byte', async () => {
     const { home, tracker, sourceHash } = await seeded(40 * MB)
@@ -88,10 +97,7 @@ describe('crash safety', () => {
   const canMount = process.getuid?.() === 0
   it.skipIf(!canMount)('a full disk (ENOSPC) fails the download with a clear message and keeps the node running', async () => {
     const { home, tracker } = await seeded(12 * MB)
-    const dir = path.join(home, 'node_files', 'node3')
-    await mkdir(dir, { recursive: true })
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir])
-    mounts.push(dir)
+    await tmpfsNodeFolder(home, 3, '4m')
     const n3 = await startNode(home, 3, tracker.address, ['--download', 'data.bin'], 'pipe')
     await n3.waitForLine(/^download failed: data\.bin: cannot write data\.bin in .*no space left on the device \(ENOSPC\)/, 60_000)
     n3.write('status')
@@ -101,10 +107,7 @@ describe('crash safety', () => {
 
   it.skipIf(!canMount)('a read-only folder (EROFS) fails the download with a clear message and keeps the node running', async () => {
     const { home, tracker } = await seeded(2 * MB)
-    const dir = path.join(home, 'node_files', 'node3')
-    await mkdir(dir, { recursive: true })
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir])
-    mounts.push(dir)
+    const dir = await tmpfsNodeFolder(home, 3, '8m')
     const n3 = await startNode(home, 3, tracker.address, [], 'pipe')
     // The node has written its identity; now its folder goes read-only under it.
     execFileSync('mount', ['-o', 'remount,ro', dir])
