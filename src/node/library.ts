@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR, PART_SUFFIX, SHARED_FILE_RECHECK_MS } from '../../configs.js'
 import { checkFileName, Stream, type FileIdentity } from '../messages/index.js'
 import type { BlockSource, ServedResource } from '../transport/block-server.js'
-import { hashFile, pieceCount, readFully, type Manifest } from './manifest.js'
+import { hashFile, pieceCount, pieceLength, readFully, type Manifest } from './manifest.js'
 
 /** A file this node cannot share (missing, not a regular file, outside its folder). */
 export class ShareError extends Error {
@@ -45,8 +45,13 @@ export interface LibraryInit {
   superSeed?: boolean
 }
 
-/** Which peer first got each piece of a super-seeded file, how many were given, and how much of each was sent. */
-interface SuperSeedState { firstPeer: Map<number, string>, given: number, count: number, sentBytes: Map<number, number>, delivered: number }
+/** Which peer first got each piece of a super-seeded file, and how much of each was sent to it. */
+interface SuperSeedState { firstPeer: Map<number, string>, count: number, sentBytes: Map<number, number>, delivered: number }
+
+/** The pieces that a non-empty byte range touches, as indexes first..last. */
+function piecesOf (manifest: Manifest, offset: number, length: number): { first: number, last: number } {
+  return { first: Math.floor(offset / manifest.pieceSize), last: Math.floor((offset + length - 1) / manifest.pieceSize) }
+}
 
 const SHARED_LIST = 'shared.json'
 
@@ -173,7 +178,7 @@ export class Library implements BlockSource {
     const key = manifest.contentHash.toString('hex')
     let state = this.superSeeds.get(key)
     if (state === undefined) {
-      state = { firstPeer: new Map(), given: 0, count: pieceCount(manifest.size, manifest.pieceSize), sentBytes: new Map(), delivered: 0 }
+      state = { firstPeer: new Map(), count: pieceCount(manifest.size, manifest.pieceSize), sentBytes: new Map(), delivered: 0 }
       this.superSeeds.set(key, state)
     }
     return state
@@ -181,12 +186,11 @@ export class Library implements BlockSource {
 
   private superSeedSent (manifest: Manifest, offset: number, length: number, peer: string): void {
     const state = this.superSeedState(manifest)
-    const first = Math.floor(offset / manifest.pieceSize)
-    const last = Math.floor((offset + length - 1) / manifest.pieceSize)
+    const { first, last } = piecesOf(manifest, offset, length)
     for (let p = first; p <= last; p++) {
       if (state.firstPeer.get(p) !== peer) continue
       const start = p * manifest.pieceSize
-      const full = Math.min(manifest.pieceSize, manifest.size - start)
+      const full = pieceLength(manifest.size, manifest.pieceSize, p)
       const overlap = Math.min(offset + length, start + full) - Math.max(offset, start)
       const before = state.sentBytes.get(p) ?? 0
       if (before >= full) continue
@@ -197,18 +201,13 @@ export class Library implements BlockSource {
 
   private claimForSuperSeed (manifest: Manifest, offset: number, length: number, peer: string): boolean {
     const state = this.superSeedState(manifest)
-    if (state.given >= state.count || length === 0) return true
-    const first = Math.floor(offset / manifest.pieceSize)
-    const last = Math.floor((offset + length - 1) / manifest.pieceSize)
+    if (state.firstPeer.size >= state.count || length === 0) return true
+    const { first, last } = piecesOf(manifest, offset, length)
     for (let p = first; p <= last; p++) {
       const owner = state.firstPeer.get(p)
       if (owner !== undefined && owner !== peer) return false
     }
-    for (let p = first; p <= last; p++) {
-      if (state.firstPeer.has(p)) continue
-      state.firstPeer.set(p, peer)
-      state.given++
-    }
+    for (let p = first; p <= last; p++) if (!state.firstPeer.has(p)) state.firstPeer.set(p, peer)
     return true
   }
 
@@ -230,8 +229,8 @@ export class Library implements BlockSource {
       size: manifest.size,
       has: (offset, length) => {
         if (length === 0) return true
-        const last = Math.floor((offset + length - 1) / manifest.pieceSize)
-        for (let p = Math.floor(offset / manifest.pieceSize); p <= last; p++) if (!partial.has(p)) return false
+        const { first, last } = piecesOf(manifest, offset, length)
+        for (let p = first; p <= last; p++) if (!partial.has(p)) return false
         return true
       },
       read: async (offset, length) => {
