@@ -214,8 +214,12 @@ export const OPTIMISTIC_UNCHOKE_ROUNDS = 3
 export const BITFIELD_POLL_MS = 1_000
 /** How often a running download asks the tracker for owners that joined since. */
 export const OWNER_REFRESH_MS = 1_000
-/** A choked downloader asks that owner again after this long. */
-export const CHOKED_RETRY_MS = 1_000
+/**
+ * A choked downloader asks that owner again after this long. It must be well under
+ * CHOKE_IDLE_SLOT_MS: a peer unchoked at a rechoke learns it only from its next request, and a
+ * slot left quiet longer than the idle-slot time goes back to whoever asks first.
+ */
+export const CHOKED_RETRY_MS = 250
 /** The first pieces are picked at random, not rarest first, so a newcomer soon has something to trade. */
 export const RANDOM_FIRST_PIECES = 4
 /** How often a node started with --exit-after-upload checks what it has uploaded. */

@@ -24,15 +24,31 @@ export interface ChokerState {
   rounds: number
 }
 
-interface PeerCounters { sent: number, sentAtRound: number, receivedAtRound: number, lastAsked: number }
+interface PeerCounters {
+  sent: number
+  sentAtRound: number
+  receivedAtRound: number
+  lastAsked: number
+  /** When it last got a slot: its idle clock starts there, not at its last (choked) request. */
+  unchokedAt: number
+  /** Rounds at whose end it held a slot: a seeding node serves the peers with the fewest first. */
+  turns: number
+  /** Bytes served per ms while it held a slot (undefined until it has held one). */
+  servedRate: number | undefined
+}
 
 /**
  * BitTorrent's choking algorithm, for a node's uploads: at most `slots` peers are served at once.
  * Every round (rechoke, every CHOKE_INTERVAL_MS) the regular slots go to the interested peers that
- * sent us the most during the last round (tit-for-tat), or, once the node only seeds, to those it
- * served the most; one more slot is optimistic and rotates, so a newcomer with nothing to trade
- * gets its first pieces and can prove itself. A slot that is free is given at once, not at the
- * next round, so a quiet node never keeps a requester waiting.
+ * sent us the most during the last round (tit-for-tat); one more slot is optimistic and rotates, so
+ * a newcomer with nothing to trade gets its first pieces and can prove itself. A slot that is free
+ * is given at once, not at the next round, so a quiet node never keeps a requester waiting.
+ *
+ * Once the node only seeds there is nothing to trade: it serves the peers in turns, a round each,
+ * those with the fewest turns first and, among them, those it serves fastest (libtorrent's
+ * round-robin seeding). Fastest-first alone kept the same few peers served for a whole download,
+ * and the rest of the swarm had no new pieces to trade among themselves: at N = 8 in the simulator
+ * the last peer finished at 1.3× the bound, against about 1.15× in turns.
  *
  * Peers are keys ("host:port"); the choker does no I/O and reads the clock only through `now`.
  */
@@ -42,6 +58,7 @@ export class Choker {
   private unchoked = new Set<string>()
   private optimistic: string | undefined
   private rounds = 0
+  private lastRound = 0
   private readonly now: () => number
   private readonly random: () => number
 
@@ -57,17 +74,18 @@ export class Choker {
     c.lastAsked = this.now()
     if (this.unchoked.has(peer)) return true
     if (this.unchoked.size < this.slots) {
-      this.unchoked.add(peer)
+      this.unchoke(peer, c)
       return true
     }
     // A slot whose peer has stopped asking (it has all it wants from us) is wasted until the next
     // round: hand it over now. BitTorrent peers say "not interested"; ours just go quiet.
     const idle = this.init.idleSlotMs ?? CHOKE_IDLE_SLOT_MS
     for (const other of this.unchoked) {
-      if (c.lastAsked - (this.peers.get(other)?.lastAsked ?? 0) > idle) {
+      const o = this.peers.get(other)
+      if (c.lastAsked - Math.max(o?.lastAsked ?? 0, o?.unchokedAt ?? 0) > idle) {
         this.unchoked.delete(other)
         if (this.optimistic === other) this.optimistic = peer
-        this.unchoked.add(peer)
+        this.unchoke(peer, c)
         return true
       }
     }
@@ -83,7 +101,7 @@ export class Choker {
   rechoke (): void {
     const now = this.now()
     const timeout = this.init.interestTimeoutMs ?? CHOKE_INTEREST_TIMEOUT_MS
-    const interested: Array<{ peer: string, score: number, tie: number }> = []
+    const interested: Array<{ peer: string, turns: number, score: number, tie: number }> = []
     const seeding = !this.init.downloading()
     for (const [peer, c] of this.peers) {
       const received = this.init.receivedFrom(peer)
@@ -91,14 +109,22 @@ export class Choker {
       const took = c.sent - c.sentAtRound
       c.receivedAtRound = received
       c.sentAtRound = c.sent
+      if (this.unchoked.has(peer)) {
+        const heldMs = now - Math.max(c.unchokedAt, this.lastRound)
+        if (heldMs > 0) c.servedRate = took / heldMs
+        c.turns++
+      }
       if (now - c.lastAsked > timeout) {
         this.peers.delete(peer)
         continue
       }
-      interested.push({ peer, score: seeding ? took : gave, tie: this.random() })
+      // A peer never served yet ranks as the fastest: it gets its turn and a measured rate.
+      const score = seeding ? (c.servedRate ?? Infinity) : gave
+      interested.push({ peer, turns: seeding ? c.turns : 0, score, tie: this.random() })
     }
     this.rounds++
-    interested.sort((a, b) => b.score - a.score || a.tie - b.tie)
+    this.lastRound = now
+    interested.sort((a, b) => a.turns - b.turns || b.score - a.score || a.tie - b.tie)
     const regular = interested.slice(0, this.slots - 1).map((p) => p.peer)
     const rest = interested.slice(this.slots - 1).map((p) => p.peer)
     const rotate = this.rounds % (this.init.optimisticRounds ?? OPTIMISTIC_UNCHOKE_ROUNDS) === 0
@@ -107,8 +133,18 @@ export class Choker {
       const pool = others.length > 0 ? others : rest
       this.optimistic = pool.length === 0 ? undefined : pool[Math.floor(this.random() * pool.length)]
     }
-    this.unchoked = new Set(regular)
-    if (this.optimistic !== undefined) this.unchoked.add(this.optimistic)
+    const next = new Set(regular)
+    if (this.optimistic !== undefined) next.add(this.optimistic)
+    for (const peer of next) {
+      const c = this.peers.get(peer)
+      if (c !== undefined && !this.unchoked.has(peer)) c.unchokedAt = now
+    }
+    this.unchoked = next
+  }
+
+  private unchoke (peer: string, c: PeerCounters): void {
+    c.unchokedAt = this.now()
+    this.unchoked.add(peer)
   }
 
   get state (): ChokerState {
@@ -126,7 +162,7 @@ export class Choker {
     let c = this.peers.get(peer)
     if (c === undefined) {
       const received = this.init.receivedFrom(peer)
-      c = { sent: 0, sentAtRound: 0, receivedAtRound: received, lastAsked: this.now() }
+      c = { sent: 0, sentAtRound: 0, receivedAtRound: received, lastAsked: this.now(), unchokedAt: 0, turns: 0, servedRate: undefined }
       this.peers.set(peer, c)
     }
     return c

@@ -80,11 +80,35 @@ describe('Choker', () => {
     expect(picks[2]).not.toBe(picks[1])
   })
 
-  it('a seeding node favours the peers it serves fastest', () => {
-    const { choker, round, state } = setup({ slots: 2 })
+  it('a seeding node serves in turns: the peers that have waited go before those it just served', () => {
+    const { choker, round, state } = setup({ slots: 3 })
     state.downloading = false
-    round({ a: 0, b: 0, c: 0 }, { a: 10, b: 5000, c: 20 })
-    expect(choker.state.unchoked).toContain('b')
+    // a, b and c take the free slots and are served; d and e are choked.
+    round({ a: 0, b: 0, c: 0, d: 0, e: 0 }, { a: 10, b: 5000, c: 20 })
+    const { unchoked, optimistic } = choker.state
+    expect(unchoked).toContain('d')
+    expect(unchoked).toContain('e')
+    expect(['a', 'b', 'c']).toContain(optimistic)
+  })
+
+  it('a seeding node favours, among peers with as many turns, those it serves fastest', () => {
+    const { choker, round, state } = setup({ slots: 3 })
+    state.downloading = false
+    round({ a: 0, b: 0, c: 0, d: 0 }, { a: 10, b: 5000, c: 20 })
+    // d has waited (no turn yet); of a, b and c (one turn each), b was served fastest.
+    const regular = choker.state.unchoked.filter((p) => p !== choker.state.optimistic)
+    expect(regular.sort()).toEqual(['b', 'd'])
+  })
+
+  it('a peer unchoked at a rechoke keeps its slot long enough to notice, though its last request was long ago', () => {
+    const { choker, round, state, clock } = setup({ slots: 3, idleSlotMs: 500 })
+    state.downloading = false
+    round({ a: 0, b: 0, c: 0, d: 0, e: 0 }, { a: 10, b: 5000, c: 20 })
+    expect(choker.state.unchoked).toContain('d')
+    // d last asked a whole round ago (it was choked); its slot is new, so a must not take it yet.
+    clock.t += 300
+    expect(choker.allows('a')).toBe(choker.state.optimistic === 'a')
+    expect(choker.state.unchoked).toContain('d')
   })
 
   it('peers that stop asking lose their interest and their slot', () => {
