@@ -57,6 +57,8 @@ export interface BlockServerStats {
   /** Content requests refused for want of an upload slot. */
   choked: number
   dropped: number
+  /** Requests for bytes this peer's earlier request, still waiting its turn, will send anyway. */
+  alreadyQueued: number
   readErrors: number
   datagramsSent: number
   bytesSent: number
@@ -70,11 +72,15 @@ export interface BlockServerStats {
  * of exactly the size the requester asked for.
  */
 export class BlockServer {
-  readonly stats: BlockServerStats = { requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0 }
+  readonly stats: BlockServerStats = {
+    requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, alreadyQueued: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0
+  }
   private readsInFlight = 0
   private queuedBytes = 0
   private readonly sendOrder = new Map<string, Promise<void>>()
   private readonly readsPerPeer = new Map<string, number>()
+  /** Per peer, the answers not begun yet (at most maxReadsPerPeer each). */
+  private readonly waitingPerPeer = new Map<string, Set<RequestMsg>>()
 
   constructor (private readonly init: BlockServerInit) {
     init.endpoint.onPeerRequest = (msg, from) => {
@@ -129,6 +135,12 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.Choked)
       return
     }
+    // A requester that timed out while its answer waited behind other peers' (an upload limit
+    // makes queues) asks again. Sending the bytes twice wastes the upload the limit rations.
+    if (this.isWaiting(peer, msg)) {
+      this.stats.alreadyQueued++
+      return
+    }
     const limiter = this.init.uploadLimiter
     if (this.readsInFlight >= this.init.maxReadsInFlight || this.queuedBytes + msg.length > (this.init.maxBytesInFlight ?? Infinity) ||
         (limiter !== undefined && ((this.queuedBytes + msg.length) / limiter.bytesPerSecond) * 1000 > RATE_LIMIT_MAX_QUEUE_MS)) {
@@ -152,7 +164,15 @@ export class BlockServer {
     // Reads run in parallel but answers leave in request order: the requester's loss detection
     // relies on an owner answering in order (RFC 9002's time threshold).
     const previous = this.sendOrder.get(key) ?? Promise.resolve()
+    const waiting = this.waitingPerPeer.get(key) ?? new Set<RequestMsg>()
+    waiting.add(msg)
+    this.waitingPerPeer.set(key, waiting)
+    const begin = (): void => {
+      waiting.delete(msg)
+      if (waiting.size === 0 && this.waitingPerPeer.get(key) === waiting) this.waitingPerPeer.delete(key)
+    }
     const sent = previous.then(async () => await read).then(async (data) => {
+      begin()
       await this.sendData(msg, from, data)
       if (msg.stream === Stream.Content) resource.served?.(msg.offset, msg.length, peer)
     }, (err: unknown) => {
@@ -160,6 +180,7 @@ export class BlockServer {
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
       this.reject(msg, from, RejectReason.UnknownContent)
     }).finally(() => {
+      begin()
       this.readsInFlight--
       const left = (this.readsPerPeer.get(key) ?? 1) - 1
       if (left <= 0) this.readsPerPeer.delete(key)
@@ -168,6 +189,17 @@ export class BlockServer {
       if (this.sendOrder.get(key) === sent) this.sendOrder.delete(key)
     })
     this.sendOrder.set(key, sent)
+  }
+
+  /** Whether an answer not begun yet for this peer covers every byte `msg` asks for. */
+  private isWaiting (peer: string, msg: RequestMsg): boolean {
+    const waiting = this.waitingPerPeer.get(peer)
+    if (waiting === undefined) return false
+    for (const w of waiting) {
+      if (w.stream === msg.stream && w.offset <= msg.offset && msg.offset + msg.length <= w.offset + w.length &&
+          w.datagramBytes === msg.datagramBytes && w.contentHash.equals(msg.contentHash)) return true
+    }
+    return false
   }
 
   /**

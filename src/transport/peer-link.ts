@@ -492,11 +492,14 @@ export class PeerLink {
     req.waiting--
     this.inflight--
     const block = req.firstBlock + i
-    if (req.fetch.received[block] === 0) {
-      req.fetch.retransmit.push(block)
-      if (congestion) this.counters.retransmits++
+    // A block that came in the answer to another request (a re-request's, or the late original's)
+    // was not lost: no retransmission, and no congestion signal.
+    if (req.fetch.received[block] !== 0) return
+    req.fetch.retransmit.push(block)
+    if (congestion) {
+      this.counters.retransmits++
+      this.cc.onLoss(req.sentAt, now)
     }
-    if (congestion) this.cc.onLoss(req.sentAt, now)
   }
 
   private closeRequest (req: Request): void {

@@ -409,4 +409,45 @@ describe('BlockServer per-peer limit', () => {
     const { honest } = await floodOnePeer(new TokenBucket(100_000, 100_000))
     expect(honest).not.toBeInstanceOf(Error)
   })
+
+  /**
+   * Under an upload limit an answer can wait longer than the requester's RTO; its re-request for
+   * the same bytes must not make the owner send them twice, which spends the upload it rations.
+   * A re-request for bytes whose answer has already gone out is served again (it was lost).
+   */
+  it('a re-request for bytes still queued behind the upload limit is not answered twice', async () => {
+    const data = randomBytes(200_000)
+    const source: BlockSource = {
+      open: (hash) => hash.equals(CONTENT_HASH) ? { size: data.length, read: async (offset, length) => data.subarray(offset, offset + length) } : undefined
+    }
+    const endpoint = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await endpoint.close())
+    // 50 kB/s with a 1 kB burst: the first 10 000-byte answer takes 200 ms, the second waits behind it.
+    const server = new BlockServer({
+      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: 8, uploadLimiter: new TokenBucket(50_000, 1_000), cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+    })
+    const peer = await WireClient.open()
+    closers.push(async () => await peer.close())
+    const cookie = await peer.hello(endpoint.address)
+    const mark = peer.mark()
+    const ask = (txid: number, offset: number, length: number): void => {
+      peer.send(encode({ type: MessageType.Request, txid, cookie, ...peerRequest(CONTENT_HASH, offset, length) }), endpoint.address)
+    }
+    ask(1, 0, 10_000)
+    ask(2, 10_000, 10_000)
+    // The second request's answer has not begun: asking again for all or part of it is dropped.
+    ask(3, 10_000, 10_000)
+    ask(4, 10_000 + PAYLOAD_BYTES, PAYLOAD_BYTES)
+    await waitFor('the server to have seen the four requests', () => server.stats.requests === 4, 5_000, 5)
+    expect(server.stats.alreadyQueued).toBe(2)
+    const blocks = Math.ceil(10_000 / PAYLOAD_BYTES)
+    await waitFor('both answers', () => peer.since(mark).filter((d) => d.msg?.type === MessageType.Data).length >= 2 * blocks, 5_000, 5)
+    // Once sent, the same bytes are served again: a re-request then means they were lost.
+    ask(5, 10_000, PAYLOAD_BYTES)
+    await waitFor('the answer to the later re-request', () => peer.since(mark).some((d) => d.msg?.type === MessageType.Data && d.msg.txid === 5), 5_000, 5)
+    const answered = peer.since(mark).filter((d) => d.msg?.type === MessageType.Data).map((d) => (d.msg as DataMsg).txid)
+    expect(answered.filter((t) => t === 3 || t === 4)).toEqual([])
+    expect(answered.filter((t) => t === 2)).toHaveLength(blocks)
+    expect(server.stats.alreadyQueued).toBe(2)
+  })
 })
