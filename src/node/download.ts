@@ -356,10 +356,11 @@ export class Download {
       for (const o of this.owners.values()) o.idle.wake()
     }
 
+    const canWork = (owner: Owner): boolean => !scheduler.isComplete && owner.state === 'active' && failure === undefined && !this.init.signal.aborted
     const worker = async (owner: Owner): Promise<void> => {
       owner.workers++
       try {
-        while (!scheduler.isComplete && owner.state === 'active' && failure === undefined && !this.init.signal.aborted) {
+        while (canWork(owner)) {
           if (owner.chokeWait !== undefined) {
             await owner.chokeWait
             continue
@@ -395,7 +396,9 @@ export class Download {
         // A partial owner has few pieces to give and upload slots to share: a deep queue there only
         // delays pieces another owner could have sent.
         const want = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
-        while (owner.workers < want) void worker(owner)
+        // Only while a worker would run: one that ends at once, before its first await, leaves the
+        // count unchanged, and this loop would spin forever (it did, after a failed fetch).
+        while (owner.workers < want && canWork(owner)) void worker(owner)
       }
     }
 

@@ -1,12 +1,18 @@
 import { existsSync } from 'node:fs'
+import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { UdpProxy } from '../../src/transport/udp-proxy.js'
 import {
   cleanup, makeHome, makeRandomFile, nodeFile, readLog, sha256File, startNode, startTracker, waitFor
 } from '../helpers/processes.js'
 
 const MB = 1_000_000
 const homes: string[] = []
-afterEach(async () => { await cleanup(...homes.splice(0)) })
+const closers: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close()
+  await cleanup(...homes.splice(0))
+})
 
 /** A tracker and nodes 1 and 2 sharing the same random file. */
 async function swarmWithTwoSeeds (size: number, seedArgs: string[] = []) {
@@ -117,5 +123,34 @@ describe('end-to-end download', () => {
     await n3.waitForLine(/^download failed: data\.bin: no owner left .* verified pieces are kept/)
     expect(existsSync(nodeFile(home, 3, 'data.bin.part'))).toBe(true)
     expect(existsSync(nodeFile(home, 3, 'data.bin'))).toBe(false)
+  })
+
+  /**
+   * The periodic NEED can come back after the last piece is verified, naming an owner that joined
+   * meanwhile. Starting workers for it then spun forever (each one ended before its first await,
+   * so the count never rose): the node hung at 100 % CPU and never finished the download.
+   * Here the tracker's answers reach node 3 late, so that refresh always comes back too late.
+   */
+  it('finishes when an owner list that names a new owner arrives after the last piece', async () => {
+    const home = await makeHome()
+    homes.push(home)
+    const source = await makeRandomFile(home, 1, 'data.bin', 1.5 * MB)
+    const { copyFile, mkdir } = await import('node:fs/promises')
+    await mkdir(path.dirname(nodeFile(home, 2, 'data.bin')), { recursive: true })
+    await copyFile(source, nodeFile(home, 2, 'data.bin'))
+    const tracker = await startTracker(home, ['--heartbeat', '1'])
+    const seed = await startNode(home, 1, tracker.address, ['--send', 'data.bin'])
+    await seed.waitForLine(/^sharing data\.bin/)
+    const proxy = await UdpProxy.start({ target: { host: '127.0.0.1', port: tracker.port }, fromTarget: { delayMs: 1_200 } })
+    closers.push(async () => await proxy.close())
+    // 1.5 MB at 1 MB/s: the refresh, asked a second in, is answered 1.2 s later, after the last piece.
+    const n3 = await startNode(home, 3, `${proxy.address.host}:${proxy.address.port}`, ['--download', 'data.bin', '--exit-when-done', '--download-limit', '1MB/s'])
+    // Node 2 joins after the tracker has answered node 3's first NEED (so that answer names only
+    // node 1) and before node 3 can have asked again.
+    await waitFor("the tracker's answer to node 3's first NEED", async () => (await readLog(home, 'tracker')).some((r) => r.event === 'need' && r.nodeId === 3), 20_000)
+    const late = await startNode(home, 2, tracker.address, ['--send', 'data.bin'])
+    await late.waitForLine(/^sharing data\.bin/)
+    expect(await n3.waitExit(30_000)).toBe(0)
+    expect(await sha256File(nodeFile(home, 3, 'data.bin'))).toBe(await sha256File(source))
   })
 })

@@ -55,9 +55,24 @@ describe('PieceScheduler: rarest first', () => {
     const s = swarm(6, { 1: [0, 1, 2, 3], 2: [1, 2, 3], 3: [2, 3], 4: [3] })
     // For owner 1: piece 0 (1 copy) < 1 (2) < 2 (3) < 3 (4).
     expect([s.next(1), s.next(1), s.next(1), s.next(1)]).toEqual([0, 1, 2, 3])
-    // Owner 4 has only piece 3, which owner 1 is fetching: end game may duplicate it.
-    expect(s.next(4)).toBe(3)
+    // Owner 4 has only piece 3, which owner 1 is fetching; pieces 4 and 5 are not started (nobody
+    // has them yet), so this is not the end game: owner 4's upload is not spent on a duplicate.
     expect(s.next(4)).toBeUndefined()
+  })
+
+  it('end game begins only once every missing piece is in flight, and then wakes the idle owners', () => {
+    const s = swarm(6, { 1: [0, 1, 2, 3], 4: [3] })
+    expect([s.next(1), s.next(1), s.next(1), s.next(1)].sort()).toEqual([0, 1, 2, 3])
+    expect(s.next(4)).toBeUndefined()
+    // A new owner has the two pieces nobody had: once it fetches them, everything is in flight.
+    s.setBitfield(5, bits(6, [4, 5]))
+    expect([s.next(5), s.next(5)].sort()).toEqual([4, 5])
+    expect(s.next(4)).toBe(3)
+    expect(s.fetchersOf(3).sort()).toEqual([1, 4])
+    // A piece back in the pool ends the end game again: owner 1 has nothing to duplicate then.
+    s.fail(4, 5)
+    expect(s.next(1)).toBeUndefined()
+    expect(s.next(5)).toBe(4)
   })
 
   it('ties between equally rare pieces are broken at random, each about equally often', () => {
