@@ -397,7 +397,8 @@ export class Download {
         // delays pieces another owner could have sent.
         const want = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
         // Only while a worker would run: one that ends at once, before its first await, leaves the
-        // count unchanged, and this loop would spin forever (it did, after a failed fetch).
+        // count unchanged, and this loop would spin forever (it did when an owner list naming a new owner
+        // came back after the last piece).
         while (owner.workers < want && canWork(owner)) void worker(owner)
       }
     }
