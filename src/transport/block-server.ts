@@ -66,6 +66,25 @@ export interface BlockServerStats {
   contentBytesSent: number
 }
 
+/** One peer's answers in progress. */
+interface PeerAnswers {
+  /** The latest answer: the next one is sent after it, so a peer's answers leave in request order. */
+  tail: Promise<void>
+  /** Answers read or being read, begun or not (at most maxReadsPerPeer). */
+  reads: number
+  /** Answers not begun yet. */
+  waiting: Set<RequestMsg>
+}
+
+/** Whether one of `waiting` will send every byte `msg` asks for, in the same datagrams. */
+function coversRequest (waiting: Set<RequestMsg>, msg: RequestMsg): boolean {
+  for (const w of waiting) {
+    if (w.stream === msg.stream && w.offset <= msg.offset && msg.offset + msg.length <= w.offset + w.length &&
+        w.datagramBytes === msg.datagramBytes && w.contentHash.equals(msg.contentHash)) return true
+  }
+  return false
+}
+
 /**
  * Answers data requests. It keeps no per-downloader state: every request carries what is needed to
  * answer it, is checked against the resource's bounds, and is answered with one datagram per block
@@ -77,10 +96,8 @@ export class BlockServer {
   }
   private readsInFlight = 0
   private queuedBytes = 0
-  private readonly sendOrder = new Map<string, Promise<void>>()
-  private readonly readsPerPeer = new Map<string, number>()
-  /** Per peer, the answers not begun yet (at most maxReadsPerPeer each). */
-  private readonly waitingPerPeer = new Map<string, Set<RequestMsg>>()
+  /** Per peer with answers in progress; removed when its last answer is done. */
+  private readonly answers = new Map<string, PeerAnswers>()
 
   constructor (private readonly init: BlockServerInit) {
     init.endpoint.onPeerRequest = (msg, from) => {
@@ -137,7 +154,8 @@ export class BlockServer {
     }
     // A requester that timed out while its answer waited behind other peers' (an upload limit
     // makes queues) asks again. Sending the bytes twice wastes the upload the limit rations.
-    if (this.isWaiting(peer, msg)) {
+    const queued = this.answers.get(peer)
+    if (queued !== undefined && coversRequest(queued.waiting, msg)) {
       this.stats.alreadyQueued++
       return
     }
@@ -147,9 +165,7 @@ export class BlockServer {
       this.stats.dropped++
       return
     }
-    const key = peer
-    const peerReads = this.readsPerPeer.get(key) ?? 0
-    if (peerReads >= this.init.maxReadsPerPeer) {
+    if ((queued?.reads ?? 0) >= this.init.maxReadsPerPeer) {
       this.stats.dropped++
       return
     }
@@ -157,22 +173,17 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.Missing)
       return
     }
+    const own = queued ?? { tail: Promise.resolve(), reads: 0, waiting: new Set<RequestMsg>() }
+    if (queued === undefined) this.answers.set(peer, own)
     this.queuedBytes += msg.length
-    this.readsPerPeer.set(key, peerReads + 1)
+    own.reads++
+    own.waiting.add(msg)
     this.readsInFlight++
     const read = resource.read(msg.offset, msg.length)
     // Reads run in parallel but answers leave in request order: the requester's loss detection
     // relies on an owner answering in order (RFC 9002's time threshold).
-    const previous = this.sendOrder.get(key) ?? Promise.resolve()
-    const waiting = this.waitingPerPeer.get(key) ?? new Set<RequestMsg>()
-    waiting.add(msg)
-    this.waitingPerPeer.set(key, waiting)
-    const begin = (): void => {
-      waiting.delete(msg)
-      if (waiting.size === 0 && this.waitingPerPeer.get(key) === waiting) this.waitingPerPeer.delete(key)
-    }
-    const sent = previous.then(async () => await read).then(async (data) => {
-      begin()
+    const sent = own.tail.then(async () => await read).then(async (data) => {
+      own.waiting.delete(msg)
       await this.sendData(msg, from, data)
       if (msg.stream === Stream.Content) resource.served?.(msg.offset, msg.length, peer)
     }, (err: unknown) => {
@@ -180,26 +191,13 @@ export class BlockServer {
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
       this.reject(msg, from, RejectReason.UnknownContent)
     }).finally(() => {
-      begin()
+      own.waiting.delete(msg)
       this.readsInFlight--
-      const left = (this.readsPerPeer.get(key) ?? 1) - 1
-      if (left <= 0) this.readsPerPeer.delete(key)
-      else this.readsPerPeer.set(key, left)
       this.queuedBytes -= msg.length
-      if (this.sendOrder.get(key) === sent) this.sendOrder.delete(key)
+      // Answers finish in order, so the last one to finish is the chain's tail.
+      if (--own.reads === 0 && this.answers.get(peer) === own) this.answers.delete(peer)
     })
-    this.sendOrder.set(key, sent)
-  }
-
-  /** Whether an answer not begun yet for this peer covers every byte `msg` asks for. */
-  private isWaiting (peer: string, msg: RequestMsg): boolean {
-    const waiting = this.waitingPerPeer.get(peer)
-    if (waiting === undefined) return false
-    for (const w of waiting) {
-      if (w.stream === msg.stream && w.offset <= msg.offset && msg.offset + msg.length <= w.offset + w.length &&
-          w.datagramBytes === msg.datagramBytes && w.contentHash.equals(msg.contentHash)) return true
-    }
-    return false
+    own.tail = sent
   }
 
   /**
