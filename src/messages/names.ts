@@ -38,3 +38,11 @@ export function isValidFileName (raw: string): boolean {
     return false
   }
 }
+
+/**
+ * Whether two different names are equal but for case. Names stay case-sensitive on the wire, but
+ * on a disk that folds case both would be one file, so a node never keeps both.
+ */
+export function differsOnlyInCase (a: string, b: string): boolean {
+  return a !== b && a.toLowerCase() === b.toLowerCase()
+}

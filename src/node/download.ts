@@ -5,7 +5,7 @@ import {
   BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
   PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
-import { checkFileName, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
+import { checkFileName, differsOnlyInCase, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
@@ -652,11 +652,10 @@ class WakeUp {
  * overwriting, or mixing pieces into, a different file where the disk folds case.
  */
 async function caseTwin (dir: string, name: string): Promise<string | undefined> {
-  const folded = name.toLowerCase()
   const entries = await readdir(dir).catch(() => [] as string[])
   for (const entry of entries) {
     const base = (entry.endsWith(PART_SUFFIX) ? entry.slice(0, -PART_SUFFIX.length) : entry).normalize('NFC')
-    if (base !== name && base.toLowerCase() === folded) return base
+    if (differsOnlyInCase(base, name)) return base
   }
   return undefined
 }

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { COOKIE_BYTES, DEFAULT_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_RECEIVE_BUFFER_BYTES, MAX_SERVE_BYTES_IN_FLIGHT, MAX_SERVE_READS_IN_FLIGHT, MAX_SERVE_READS_PER_PEER, NODE_KEY_FILE, NODE_STATE_DIR } from '../../configs.js'
-import { checkFileName, Stream, type OwnerEntry } from '../messages/index.js'
+import { checkFileName, differsOnlyInCase, Stream, type OwnerEntry } from '../messages/index.js'
 import { AddressTokens, loadOrCreateIdentity } from '../transport/auth.js'
 import { BlockServer } from '../transport/block-server.js'
 import { Endpoint, type DatagramFilter, type RemoteAddress } from '../transport/endpoint.js'
@@ -164,7 +164,7 @@ export class UdpTorrentNode {
     const running = this.downloads.get(name)
     if (running !== undefined) return running
     // The folder check in Download.run() cannot see a twin whose .part does not exist yet.
-    const twin = [...this.downloads.keys()].find((other) => other.toLowerCase() === name.toLowerCase())
+    const twin = [...this.downloads.keys()].find((other) => differsOnlyInCase(other, name))
     if (twin !== undefined) throw new DownloadError(`${name} differs only in case from ${twin}, which is downloading: on a case-insensitive disk both are one file`)
     const abort = new AbortController()
     // Every piece attempt in flight listens on the download's signal; the default cap of 10 is a false alarm here.
