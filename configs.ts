@@ -129,8 +129,14 @@ export const LEDBAT_LOSS_BETA = 0.7
 export const LEDBAT_BASE_HISTORY_MS = 10_000
 
 // ---- datagram size probing (RFC 8899 style) ----------------------------------------------------
-/** Sizes tried above the 1200-byte base, smallest first; each must arrive before the next is tried. */
-export const DATAGRAM_PROBE_LADDER = [1472, 4096, 8192, 16384, 32768, 65000]
+/** A DATA datagram's header: udptorrent's 8 bytes, then stream u8 and offset u64 (src/messages checks it). */
+export const DATA_DATAGRAM_HEADER_BYTES = 17
+/**
+ * Sizes tried above the 1200-byte base, smallest first; each must arrive before the next is tried.
+ * Above Ethernet's 1472, each carries a power-of-two payload, so a power-of-two piece splits into
+ * whole datagrams: a 16 KiB piece in 16384-byte datagrams took two, one of them 17 bytes long.
+ */
+export const DATAGRAM_PROBE_LADDER = [1472, ...[4096, 8192, 16384, 32768].map((payload) => payload + DATA_DATAGRAM_HEADER_BYTES), 65000]
 /** Datagrams delivered at the current size before probing the next one. */
 export const PROBE_AFTER_DATAGRAMS = 32
 /** Timeouts in a row at a probed size before falling back to the base size (one can be CPU starvation). */

@@ -1,11 +1,11 @@
-import { COOKIE_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_FILE_SIZE_BYTES } from '../../configs.js'
+import { COOKIE_BYTES, DATA_DATAGRAM_HEADER_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_FILE_SIZE_BYTES } from '../../configs.js'
 import { BufferReader, BufferWriter } from './buffer-codec.js'
 import { MalformedMessageError } from './errors.js'
 import { HEADER_BYTES, writeHeader } from './header.js'
 import { MessageType, RejectReason, Stream, type DataMsg, type HelloAckMsg, type HelloMsg, type RejectMsg, type RequestMsg } from './types.js'
 
-/** header + stream u8 + offset u64 */
-export const DATA_HEADER_BYTES = HEADER_BYTES + 1 + 8
+/** header + stream u8 + offset u64; configs.ts holds the figure because its datagram ladder is sized by it. */
+export const DATA_HEADER_BYTES = DATA_DATAGRAM_HEADER_BYTES
 /** The smallest datagram a requester may ask for: still room for a useful payload. */
 export const MIN_DATAGRAM_BYTES = 256
 /** A request never asks for more than this many bytes, whatever the datagram size. */

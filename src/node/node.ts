@@ -8,7 +8,7 @@ import { checkFileName, differsOnlyInCase, Stream, type OwnerEntry } from '../me
 import { AddressTokens, loadOrCreateIdentity } from '../transport/auth.js'
 import { BlockServer } from '../transport/block-server.js'
 import { Endpoint, type DatagramFilter, type RemoteAddress } from '../transport/endpoint.js'
-import { pathDatagramCap } from '../transport/path-mtu.js'
+import { pathDatagramCap, SharedPathSize } from '../transport/path-mtu.js'
 import { PeerLink } from '../transport/peer-link.js'
 import { limiterBurst, TokenBucket } from '../transport/token-bucket.js'
 import { ByteBudget } from './byte-budget.js'
@@ -74,6 +74,7 @@ export class UdpTorrentNode {
   readonly events = new EventEmitter()
   private readonly downloads = new Map<string, { download: Download, abort: AbortController, done: Promise<DownloadResult> }>()
   private readonly links = new Map<string, PeerLink>()
+  private readonly pathSizes = new Map<string, SharedPathSize>()
   private readonly downloadLimiter: TokenBucket | undefined
   private readonly receiveBudget = new ByteBudget(MAX_RECEIVE_BUFFER_BYTES)
   private stopping = false
@@ -242,17 +243,14 @@ export class UdpTorrentNode {
     }
   }
 
-  /**
-   * Where a new link to `host` starts: the largest datagram another link to the same host has
-   * had delivered (RFC 8899 §4.3 keeps a PMTU per destination), else the size safe everywhere.
-   * In a swarm most links are short-lived and would otherwise never probe past 1200 bytes.
-   */
-  private confirmedDatagramBytes (host: string): number {
-    let best = DEFAULT_DATAGRAM_BYTES
-    for (const link of this.links.values()) {
-      if (link.remote.host === host) best = Math.max(best, link.confirmedDatagramBytes)
+  /** One datagram size per host, learnt by all the links to it (RFC 8899 §4.3). */
+  private pathSize (host: string): SharedPathSize {
+    let size = this.pathSizes.get(host)
+    if (size === undefined) {
+      size = new SharedPathSize(this.init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES)
+      this.pathSizes.set(host, size)
     }
-    return best
+    return size
   }
 
   private linkTo (owner: OwnerEntry): PeerLink {
@@ -263,7 +261,7 @@ export class UdpTorrentNode {
         endpoint: this.endpoint,
         remote: { host: owner.host, port: owner.port },
         datagramBytes: this.init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
-        startDatagramBytes: this.confirmedDatagramBytes(owner.host),
+        pathSize: this.pathSize(owner.host),
         maxDatagramBytes: this.init.maxDatagramBytes ?? pathDatagramCap(owner.host),
         downloadLimiter: this.downloadLimiter,
         logger: this.init.logger

@@ -41,3 +41,28 @@ function interfaceMtu (name: string): number | undefined {
     return undefined
   }
 }
+
+/**
+ * The datagram size every link to one host may use (RFC 8899 §4.3 keeps a PLPMTU per destination,
+ * not per flow). In a swarm a node has a link to every peer and most carry only a few pieces: each
+ * probing on its own from 1200 bytes, few ever got past it, and a 16 KiB piece took 14 datagrams.
+ */
+export class SharedPathSize {
+  private largest: number
+
+  constructor (private readonly base: number) {
+    this.largest = base
+  }
+
+  /** The largest size some link to this host has had delivered since the last black hole. */
+  get confirmed (): number { return this.largest }
+
+  confirm (size: number): void {
+    if (size > this.largest) this.largest = size
+  }
+
+  /** A link fell back to the base after timeouts: new fetches start there until a probe succeeds again. */
+  blackHole (): void {
+    this.largest = this.base
+  }
+}

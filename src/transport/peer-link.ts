@@ -7,6 +7,7 @@ import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, typ
 import { createCongestionController, type CongestionController } from './congestion.js'
 import { sameAddress, type Endpoint, type RemoteAddress } from './endpoint.js'
 import { abortError, PeerRejectedError, PeerTimeoutError, TransportClosedError } from './errors.js'
+import type { SharedPathSize } from './path-mtu.js'
 import { RttEstimator, type RttEstimatorInit } from './rtt.js'
 import { TokenBucket } from './token-bucket.js'
 
@@ -15,8 +16,8 @@ export interface PeerLinkInit {
   remote: RemoteAddress
   /** Size of the data datagrams safe on any path, header included: where probing starts over after a black hole. */
   datagramBytes?: number
-  /** Where this link starts, when another link to the same host has already carried this size (RFC 8899 §4.3). */
-  startDatagramBytes?: number
+  /** What the links to the same host have confirmed, shared by all of them (RFC 8899 §4.3). */
+  pathSize?: SharedPathSize
   /** The largest datagram worth probing for on this path (see pathDatagramCap). Equal to datagramBytes: no probing. */
   maxDatagramBytes?: number
   /** Shared by every link of a node: its download rate limit. */
@@ -111,6 +112,8 @@ export class PeerLink {
   private datagramBytes: number
   private readonly baseDatagramBytes: number
   private readonly probeLadder: number[]
+  private readonly cap: number
+  private readonly pathSize: SharedPathSize | undefined
   private probe: { size: number, txid: number, sentAt: number, attempts: number } | undefined
   /** The owner's handshake cookie; requests wait for it. */
   private cookie: Buffer | undefined
@@ -143,10 +146,12 @@ export class PeerLink {
     this.endpoint = init.endpoint
     this.remote = init.remote
     this.baseDatagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
-    const cap = init.maxDatagramBytes ?? this.baseDatagramBytes
-    this.datagramBytes = Math.min(cap, Math.max(this.baseDatagramBytes, init.startDatagramBytes ?? 0))
-    this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.baseDatagramBytes && size <= cap)
-    this.probeLadder = this.fullLadder.filter((size) => size > this.datagramBytes)
+    this.cap = init.maxDatagramBytes ?? this.baseDatagramBytes
+    this.datagramBytes = this.baseDatagramBytes
+    this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.baseDatagramBytes && size <= this.cap)
+    this.probeLadder = [...this.fullLadder]
+    this.pathSize = init.pathSize
+    this.adoptPathSize()
     this.downloadLimiter = init.downloadLimiter
     // Refreshed from cwnd/srtt as samples come in; until then it does not hold anything back.
     this.pacer = new TokenBucket(Number.MAX_SAFE_INTEGER / 4, Number.MAX_SAFE_INTEGER / 4)
@@ -177,6 +182,7 @@ export class PeerLink {
     if (this.closed) throw new TransportClosedError('link is closed')
     if (init.signal?.aborted === true) throw abortError(init.signal)
     if (init.length === 0) return
+    this.adoptPathSize()
     await new Promise<void>((resolve, reject) => {
       const payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
       const blockCount = Math.ceil(init.length / payloadBytes)
@@ -529,6 +535,14 @@ export class PeerLink {
     this.pump()
   }
 
+  /** Takes up a larger size another link to the same host has confirmed since this one last looked. */
+  private adoptPathSize (): void {
+    const shared = Math.min(this.cap, this.pathSize?.confirmed ?? 0)
+    if (shared <= this.datagramBytes) return
+    this.datagramBytes = shared
+    while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= shared) this.probeLadder.shift()
+  }
+
   private armTimer (at: number): void {
     if (this.closed || at >= this.timerAt) return
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -558,6 +572,7 @@ export class PeerLink {
       this.probe = undefined
       this.probeLadder.shift()
       this.datagramBytes = size
+      this.pathSize?.confirm(size)
       this.deliveredSinceProbe = 0
       this.logger?.debug({ remote: this.remote, datagramBytes: size }, 'larger datagrams confirmed on this path')
     })
@@ -630,6 +645,7 @@ export class PeerLink {
       if (this.datagramBytes > this.baseDatagramBytes && this.timeoutsInARow >= BLACK_HOLE_TIMEOUTS) {
         this.logger?.debug({ remote: this.remote, from: this.datagramBytes }, 'datagram size back to base after timeouts')
         this.datagramBytes = this.baseDatagramBytes
+        this.pathSize?.blackHole()
         this.probeLadder.splice(0, this.probeLadder.length, ...this.fullLadder)
         this.deliveredSinceProbe = 0
       }

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { COOKIE_BYTES, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
+import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
 import { Endpoint } from '../../src/transport/endpoint.js'
 import { PeerRejectedError, PeerTimeoutError } from '../../src/transport/errors.js'
 import type { ImpairmentInit } from '../../src/transport/impairment.js'
+import { SharedPathSize } from '../../src/transport/path-mtu.js'
 import { PeerLink } from '../../src/transport/peer-link.js'
 import { TokenBucket } from '../../src/transport/token-bucket.js'
 import { UdpProxy } from '../../src/transport/udp-proxy.js'
@@ -263,6 +264,38 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     }
     expect((results[4] as Fetched).bytes.equals(manifest)).toBe(true)
     expect(link.stats.inflight).toBe(0)
+  })
+
+  it('a datagram size one link has confirmed is used by the next link to the same host from its first fetch', async () => {
+    const { data, source } = await rig()
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const pathSize = new SharedPathSize(DATAGRAM_BYTES)
+    const linkTo = async (): Promise<PeerLink> => {
+      const owner = await Endpoint.open({ host: LOCALHOST })
+      closers.push(async () => await owner.close())
+      serveBlocks(owner, source)
+      const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top, pathSize })
+      closers.push(() => link.close())
+      return link
+    }
+    const first = await linkTo()
+    // Probing climbs one rung per PROBE_AFTER_DATAGRAMS delivered: 3 MB takes it to the top.
+    expect((await fetchRange(first, 0, SIZE)).bytes.equals(data)).toBe(true)
+    expect(first.stats.datagramBytes).toBe(top)
+    expect(pathSize.confirmed).toBe(top)
+    const second = await linkTo()
+    const piece = 16 * 1024
+    expect((await fetchRange(second, 0, piece)).bytes.equals(data.subarray(0, piece))).toBe(true)
+    expect(second.stats.datagramBytes).toBe(top)
+    expect(second.stats.datagramsReceived).toBe(1)
+    expect(second.stats.probesSent).toBe(0)
+  })
+
+  it('a 16 KiB piece fits one datagram at a probed size: the ladder carries power-of-two payloads', () => {
+    const sizes = DATAGRAM_PROBE_LADDER.filter((size) => size > 1472 && size < Math.max(...DATAGRAM_PROBE_LADDER))
+    expect(sizes.length).toBeGreaterThan(0)
+    for (const size of sizes) expect(Math.log2(size - DATA_HEADER_BYTES) % 1, `${size}`).toBe(0)
+    expect(sizes).toContain(16 * 1024 + DATA_HEADER_BYTES)
   })
 
   it('rejects a range outside the resource or unknown content with PeerRejectedError, and the link keeps working', async () => {
