@@ -210,8 +210,8 @@ export const UPLOAD_SLOTS = 4
 export const MAX_UPLOAD_SLOTS = 64
 /** How often the choker re-decides who is served (BitTorrent uses 10 s; our downloads are short). */
 export const CHOKE_INTERVAL_MS = 2_000
-/** A peer that has requested nothing for this long loses its interest, and its slot. */
-export const CHOKE_INTEREST_TIMEOUT_MS = 1_000
+/** A peer that has requested nothing for this long loses its interest, and its slot. Above CHOKED_RETRY_MS: a choked peer stays interested. */
+export const CHOKE_INTEREST_TIMEOUT_MS = 2_500
 /** An unchoked peer that has asked for nothing this long loses its slot to a peer that asks. */
 export const CHOKE_IDLE_SLOT_MS = 500
 /** The optimistic slot rotates every this many choke rounds. */
@@ -221,11 +221,11 @@ export const BITFIELD_POLL_MS = 1_000
 /** How often a running download asks the tracker for owners that joined since. */
 export const OWNER_REFRESH_MS = 1_000
 /**
- * A choked downloader asks that owner again after this long. It must be well under
- * CHOKE_IDLE_SLOT_MS: a peer unchoked at a rechoke learns it only from its next request, and a
- * slot left quiet longer than the idle-slot time goes back to whoever asks first.
+ * A choked downloader asks that owner again after this long, unless the owner's UNCHOKE comes
+ * first (that is how it learns of a slot; the retry covers a lost UNCHOKE and keeps it interested).
+ * At N = 32 in the simulator, asking every 250 ms made 75k of the swarm's 270k datagrams refusals.
  */
-export const CHOKED_RETRY_MS = 250
+export const CHOKED_RETRY_MS = 1_000
 /** The first pieces are picked at random, not rarest first, so a newcomer soon has something to trade. */
 export const RANDOM_FIRST_PIECES = 4
 /** How often a node started with --exit-after-upload checks what it has uploaded. */

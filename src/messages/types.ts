@@ -19,7 +19,13 @@ export enum MessageType {
   Reject = 0x12,
   /** The data handshake: a cookie proving the requester's address, needed on every REQUEST. */
   Hello = 0x13,
-  HelloAck = 0x14
+  HelloAck = 0x14,
+  /**
+   * Owner to requester, unasked: a slot is free for you now. It carries the txid of the request the
+   * owner last refused as Choked, which only the requester knows, so an off-path sender cannot
+   * forge one. It spares choked requesters from asking again and again.
+   */
+  Unchoke = 0x15
 }
 
 /** Why a tracker refused a request. */
@@ -135,11 +141,12 @@ export interface RequestMsg extends Base {
 }
 export interface DataMsg extends Base { type: MessageType.Data, stream: Stream, offset: number, payload: Buffer }
 export interface RejectMsg extends Base { type: MessageType.Reject, reason: RejectReason }
+export interface UnchokeMsg extends Base { type: MessageType.Unchoke }
 
 export type SignedTrackerRequest = RegisterMsg | OwnMsg | NeedMsg | UpdateMsg | ExitMsg
 export type TrackerRequest = ConnectMsg | SignedTrackerRequest
 export type TrackerReply = AckMsg | RegisterAckMsg | NeedReplyMsg | ConnectReplyMsg | ErrorMsg
-export type PeerMessage = RequestMsg | DataMsg | RejectMsg | HelloMsg | HelloAckMsg
+export type PeerMessage = RequestMsg | DataMsg | RejectMsg | HelloMsg | HelloAckMsg | UnchokeMsg
 export type Message = TrackerRequest | TrackerReply | PeerMessage
 
 /** A message before a transaction id is assigned (distributes over unions, unlike Omit). */

@@ -13,6 +13,11 @@ export interface ChokerInit {
   receivedFrom: (peer: string) => number
   /** Whether this node still downloads something; once it only seeds, it favours the peers it serves fastest. */
   downloading: () => boolean
+  /**
+   * A choked peer got a slot outside its own request: tell it (UNCHOKE), naming `txid`, the
+   * request of its that was last refused. Without it the peer learns only when it next asks.
+   */
+  onUnchoke?: (peer: string, txid: number) => void
   random?: () => number
   now?: () => number
 }
@@ -35,6 +40,15 @@ interface PeerCounters {
   turns: number
   /** Bytes served per ms while it held a slot (undefined until it has held one). */
   servedRate: number | undefined
+  /** Its last request refused as choked, while it has not been told of a slot since. */
+  chokedTxid: number | undefined
+}
+
+interface Ranked { turns: number, score: number, tie: number }
+
+/** Who gets a slot first: fewest turns (seeding only), then the best score, then a random tie-break. */
+function byRank (a: Ranked, b: Ranked): number {
+  return a.turns - b.turns || b.score - a.score || a.tie - b.tie
 }
 
 /**
@@ -68,11 +82,24 @@ export class Choker {
     this.random = init.random ?? Math.random
   }
 
-  /** A peer asks for data: may it be served now? Records its interest either way. */
-  allows (peer: string): boolean {
+  /**
+   * A peer asks for data: may it be served now? Records its interest either way, and the request's
+   * `txid` when it is refused, for the UNCHOKE that tells the peer of a slot later.
+   */
+  allows (peer: string, txid?: number): boolean {
     const c = this.counters(peer)
     c.lastAsked = this.now()
     if (this.unchoked.has(peer)) return true
+    if (this.takeSlot(peer, c)) {
+      c.chokedTxid = undefined // it knows: it is being served
+      return true
+    }
+    c.chokedTxid = txid
+    return false
+  }
+
+  /** A free slot, or one whose peer has stopped asking, for a peer that asks now. */
+  private takeSlot (peer: string, c: PeerCounters): boolean {
     if (this.unchoked.size < this.slots) {
       this.unchoke(peer, c)
       return true
@@ -90,6 +117,39 @@ export class Choker {
       }
     }
     return false
+  }
+
+  /**
+   * Between rounds: a slot whose peer has gone quiet goes to a choked peer that wants one, and that
+   * peer is told at once. Choked peers ask again only now and then (CHOKED_RETRY_MS), so waiting
+   * for one of them to ask would leave the slot idle for most of that time.
+   */
+  reassignIdleSlots (): void {
+    const now = this.now()
+    const idle = this.init.idleSlotMs ?? CHOKE_IDLE_SLOT_MS
+    const quiet = [...this.unchoked].filter((peer) => {
+      const o = this.peers.get(peer)
+      return now - Math.max(o?.lastAsked ?? 0, o?.unchokedAt ?? 0) > idle
+    })
+    if (quiet.length === 0) return
+    const timeout = this.init.interestTimeoutMs ?? CHOKE_INTEREST_TIMEOUT_MS
+    const seeding = !this.init.downloading()
+    const waiting = [...this.peers].filter(([peer, c]) => !this.unchoked.has(peer) && c.chokedTxid !== undefined && now - c.lastAsked <= timeout)
+      .map(([peer, c]) => ({
+        peer,
+        c,
+        turns: seeding ? c.turns : 0,
+        score: seeding ? (c.servedRate ?? Infinity) : this.init.receivedFrom(peer) - c.receivedAtRound,
+        tie: this.random()
+      }))
+      .sort(byRank)
+    for (const [i, next] of waiting.slice(0, quiet.length).entries()) {
+      const gone = quiet[i] as string
+      this.unchoked.delete(gone)
+      if (this.optimistic === gone) this.optimistic = next.peer
+      this.unchoke(next.peer, next.c)
+      this.tell(next.peer, next.c)
+    }
   }
 
   /** Bytes sent to `peer`, for the seeding ranking. */
@@ -124,7 +184,7 @@ export class Choker {
     }
     this.rounds++
     this.lastRound = now
-    interested.sort((a, b) => a.turns - b.turns || b.score - a.score || a.tie - b.tie)
+    interested.sort(byRank)
     const regular = interested.slice(0, this.slots - 1).map((p) => p.peer)
     const rest = interested.slice(this.slots - 1).map((p) => p.peer)
     const rotate = this.rounds % (this.init.optimisticRounds ?? OPTIMISTIC_UNCHOKE_ROUNDS) === 0
@@ -135,11 +195,16 @@ export class Choker {
     }
     const next = new Set(regular)
     if (this.optimistic !== undefined) next.add(this.optimistic)
+    const fresh: Array<[string, PeerCounters]> = []
     for (const peer of next) {
       const c = this.peers.get(peer)
-      if (c !== undefined && !this.unchoked.has(peer)) c.unchokedAt = now
+      if (c !== undefined && !this.unchoked.has(peer)) {
+        c.unchokedAt = now
+        fresh.push([peer, c])
+      }
     }
     this.unchoked = next
+    for (const [peer, c] of fresh) this.tell(peer, c)
   }
 
   private unchoke (peer: string, c: PeerCounters): void {
@@ -147,22 +212,35 @@ export class Choker {
     this.unchoked.add(peer)
   }
 
+  /** Sends the UNCHOKE a peer that was refused is owed; a peer refused nothing since needs none. */
+  private tell (peer: string, c: PeerCounters): void {
+    const txid = c.chokedTxid
+    if (txid === undefined) return
+    c.chokedTxid = undefined
+    this.init.onUnchoke?.(peer, txid)
+  }
+
   get state (): ChokerState {
     return { unchoked: [...this.unchoked], optimistic: this.optimistic, interested: this.peers.size, rounds: this.rounds }
   }
 
-  /** Runs rechoke every interval until the returned function is called. */
+  /** Runs rechoke every interval, and hands over quiet slots in between, until the returned function is called. */
   start (intervalMs = CHOKE_INTERVAL_MS): () => void {
-    const timer = setInterval(() => this.rechoke(), intervalMs)
-    timer.unref()
-    return () => clearInterval(timer)
+    const rounds = setInterval(() => this.rechoke(), intervalMs)
+    const idle = setInterval(() => this.reassignIdleSlots(), (this.init.idleSlotMs ?? CHOKE_IDLE_SLOT_MS) / 2)
+    rounds.unref()
+    idle.unref()
+    return () => {
+      clearInterval(rounds)
+      clearInterval(idle)
+    }
   }
 
   private counters (peer: string): PeerCounters {
     let c = this.peers.get(peer)
     if (c === undefined) {
       const received = this.init.receivedFrom(peer)
-      c = { sent: 0, sentAtRound: 0, receivedAtRound: received, lastAsked: this.now(), unchokedAt: 0, turns: 0, servedRate: undefined }
+      c = { sent: 0, sentAtRound: 0, receivedAtRound: received, lastAsked: this.now(), unchokedAt: 0, turns: 0, servedRate: undefined, chokedTxid: undefined }
       this.peers.set(peer, c)
     }
     return c

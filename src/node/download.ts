@@ -105,6 +105,8 @@ interface Owner {
   chokedUntil: number
   /** Resolves when the choke back-off ends: the owner's workers wait on this one timer. */
   chokeWait: Promise<void> | undefined
+  /** Ends the back-off early: the owner sent UNCHOKE. */
+  endChokeWait: (() => void) | undefined
   /** After a choke, one request probes whether we have a slot again; the other workers wait for its answer. */
   probing: 'no' | 'due' | 'sent'
   bytesWhilePartial: number
@@ -279,11 +281,11 @@ export class Download {
       }
       if (known?.state === 'dead') {
         if (!revive && Date.now() < known.retryAt) continue
-        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, probing: 'no', polling: false })
+        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', polling: false })
         added++
         continue
       }
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
       added++
     }
     return added
@@ -583,21 +585,43 @@ export class Download {
       await write
     } finally {
       writes.delete(write)
-      notify()
+      // A verified piece gives no other owner's workers anything new (no piece went back to the
+      // pool): waking them all would have every idle worker of every owner ask the scheduler again,
+      // for each of a swarm's thousands of pieces. The last piece ends them all.
+      if (scheduler.isComplete) {
+        notify()
+      } else {
+        this.anyChange.wake()
+        owner.idle.wake()
+      }
     }
   }
 
+  /** An owner choked us: one request asks again after CHOKED_RETRY_MS, or as soon as it sends UNCHOKE. */
   private backOffChoked (owner: Owner): void {
     owner.probing = 'no'
     if (owner.chokeWait !== undefined) return
     owner.chokedUntil = Date.now() + CHOKED_RETRY_MS
     owner.chokeWait = new Promise<void>((resolve) => {
-      setTimeout(() => {
+      const end = (): void => {
+        clearTimeout(timer)
         owner.chokeWait = undefined
+        owner.endChokeWait = undefined
+        owner.chokedUntil = 0
         owner.probing = 'due'
         resolve()
-      }, CHOKED_RETRY_MS).unref()
+      }
+      const timer = setTimeout(end, CHOKED_RETRY_MS)
+      timer.unref()
+      owner.endChokeWait = end
     })
+  }
+
+  /** The owner behind `link` has a slot for us (its UNCHOKE): ask it now rather than at the next retry. */
+  unchokedBy (link: PeerLink): void {
+    for (const owner of this.owners.values()) {
+      if (owner.link === link) owner.endChokeWait?.()
+    }
   }
 
   /** Tells the tracker how many bytes each owner gave us, which is the owners' upload credit. */

@@ -109,7 +109,8 @@ export class UdpTorrentNode {
     const choker = new Choker({
       slots: init.uploadSlots,
       receivedFrom: (peer) => node?.links.get(peer)?.stats.bytesReceived ?? 0,
-      downloading: () => (node?.downloads.size ?? 0) > 0
+      downloading: () => (node?.downloads.size ?? 0) > 0,
+      onUnchoke: (peer, txid) => server.sendUnchoke(peer, txid)
     })
     const server = new BlockServer({
       endpoint,
@@ -136,6 +137,7 @@ export class UdpTorrentNode {
       onJoined: async () => { await node?.announceAll() }
     })
     node = new UdpTorrentNode(init, endpoint, library, server, tracker, choker)
+    endpoint.onUnchoke = (msg, from) => node?.unchokedBy(msg.txid, from)
     init.logger.info({ nodeId: init.id, address: endpoint.address, dir: init.dir, tracker: init.tracker }, 'node started')
     // Files shared before a restart are shared again; a file that went away is skipped.
     for (const name of await library.previouslyShared()) {
@@ -150,6 +152,16 @@ export class UdpTorrentNode {
   }
 
   get address (): RemoteAddress { return this.endpoint.address }
+
+  /** An owner says we have a slot: every download waiting on it asks now, if the UNCHOKE is genuine. */
+  private unchokedBy (txid: number, from: RemoteAddress): void {
+    const link = this.links.get(`${from.host}:${from.port}`)
+    if (link === undefined || !link.acceptUnchoke(txid)) {
+      this.init.logger.debug({ from, txid }, 'unchoke ignored: not from an owner that choked us, or not for our last refused request')
+      return
+    }
+    for (const { download } of this.downloads.values()) download.unchokedBy(link)
+  }
 
   /** Starts sharing a file from the node's folder and tells the tracker. */
   async send (rawName: string): Promise<SharedFile> {
@@ -234,7 +246,7 @@ export class UdpTorrentNode {
     await this.library.close()
     await this.endpoint.close()
     const served = this.server.stats
-    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped } }, 'node stopped')
+    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped, choked: served.choked, unchokes: served.unchokes } }, 'node stopped')
   }
 
   private async announceAll (): Promise<void> {

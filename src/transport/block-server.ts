@@ -22,7 +22,8 @@ export interface ServedResource {
 
 /** Decides which peers get file data now (the node's choker); manifests and bitfields are always served. */
 export interface UploadGate {
-  allows: (peer: string) => boolean
+  /** `txid` is the request's: the UNCHOKE that may follow a refusal names it. */
+  allows: (peer: string, txid: number) => boolean
   served: (peer: string, bytes: number) => void
 }
 
@@ -56,6 +57,8 @@ export interface BlockServerStats {
   rejected: number
   /** Content requests refused for want of an upload slot. */
   choked: number
+  /** Peers told of a slot after a refusal. */
+  unchokes: number
   dropped: number
   /** Requests for bytes this peer's earlier request, still waiting its turn, will send anyway. */
   alreadyQueued: number
@@ -92,7 +95,7 @@ function coversRequest (waiting: Set<RequestMsg>, msg: RequestMsg): boolean {
  */
 export class BlockServer {
   readonly stats: BlockServerStats = {
-    requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, dropped: 0, alreadyQueued: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0
+    requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, unchokes: 0, dropped: 0, alreadyQueued: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0
   }
   private readsInFlight = 0
   private queuedBytes = 0
@@ -113,6 +116,21 @@ export class BlockServer {
     } catch (err) {
       // Only a closed endpoint throws here; the requester times out on its own.
       this.init.logger?.debug({ err }, 'could not send a reject')
+    }
+  }
+
+  /**
+   * Tells a peer whose request was refused as Choked that it has a slot now. `peer` is a key this
+   * server made from a request that carried a valid cookie, so the address has proved it is real;
+   * and one refusal earns at most one UNCHOKE, a datagram smaller than the request: no amplification.
+   */
+  sendUnchoke (peer: string, txid: number): void {
+    const at = peer.lastIndexOf(':')
+    try {
+      this.init.endpoint.send(encode({ type: MessageType.Unchoke, txid }), { host: peer.slice(0, at), port: Number(peer.slice(at + 1)) })
+      this.stats.unchokes++
+    } catch (err) {
+      this.init.logger?.debug({ err }, 'could not send an unchoke')
     }
   }
 
@@ -147,7 +165,7 @@ export class BlockServer {
       return
     }
     const peer = `${from.host}:${from.port}`
-    if (msg.stream === Stream.Content && this.init.gate !== undefined && !this.init.gate.allows(peer)) {
+    if (msg.stream === Stream.Content && this.init.gate !== undefined && !this.init.gate.allows(peer, msg.txid)) {
       this.stats.choked++
       this.reject(msg, from, RejectReason.Choked)
       return

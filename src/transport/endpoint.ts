@@ -5,7 +5,7 @@ import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND 
 import { LogThrottle } from '../log-throttle.js'
 import {
   MessageType, tryDecode,
-  type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest
+  type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest, type UnchokeMsg
 } from '../messages/index.js'
 import { TransportClosedError } from './errors.js'
 
@@ -50,6 +50,8 @@ export class Endpoint {
   /** `raw` is the datagram as received, for checking its signature. */
   onTrackerRequest: ((msg: TrackerRequest, from: RemoteAddress, raw: Buffer) => void) | undefined
   onPeerRequest: ((msg: RequestMsg | HelloMsg, from: RemoteAddress) => void) | undefined
+  /** An owner's UNCHOKE: it names a txid whose transaction has ended, so no pending handler has it. */
+  onUnchoke: ((msg: UnchokeMsg, from: RemoteAddress) => void) | undefined
 
   readonly stats: EndpointStats = {
     datagramsIn: 0, datagramsOut: 0, bytesIn: 0, bytesOut: 0, malformed: 0, malformedByCause: {}, unsolicited: 0, sendErrors: 0
@@ -172,6 +174,9 @@ export class Endpoint {
       case MessageType.Update:
       case MessageType.Exit:
         this.onTrackerRequest?.(msg, from, raw)
+        return
+      case MessageType.Unchoke:
+        this.onUnchoke?.(msg, from)
         return
       default: {
         const handler = this.pending.get(msg.txid)

@@ -123,6 +123,8 @@ export class PeerLink {
   private deliveredSinceProbe = 0
   private readonly fullLadder: number[]
   private timeoutsInARow = 0
+  /** The txid of the last request the owner refused as Choked: its UNCHOKE must name it. */
+  private chokedTxid: number | undefined
   private readonly pacer: TokenBucket
   private readonly downloadLimiter: TokenBucket | undefined
   private pumpTimer: NodeJS.Timeout | undefined
@@ -159,6 +161,16 @@ export class PeerLink {
     this.rtt = new RttEstimator(init.rtt)
     this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
     this.logger = init.logger
+  }
+
+  /**
+   * Whether an UNCHOKE from the owner is genuine: it names the request it last refused as Choked,
+   * a txid an off-path sender cannot know. Each refusal is answered by at most one UNCHOKE.
+   */
+  acceptUnchoke (txid: number): boolean {
+    if (this.chokedTxid === undefined || txid !== this.chokedTxid) return false
+    this.chokedTxid = undefined
+    return true
   }
 
   /** The datagram size in use: the base, or one this path has carried. */
@@ -412,6 +424,7 @@ export class PeerLink {
       return
     }
     if (msg.type === MessageType.Reject) {
+      if (msg.reason === RejectReason.Choked) this.chokedTxid = req.txid
       this.endFetch(fetch, new PeerRejectedError(`owner ${from.host}:${from.port} refused: ${RejectReason[msg.reason] ?? msg.reason}`, msg.reason))
       return
     }

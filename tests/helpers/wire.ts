@@ -439,7 +439,7 @@ export function randomBytes (prng: Prng, n: number): Buffer {
 const ALL_TYPES = [
   MessageType.Register, MessageType.Own, MessageType.Need, MessageType.Update, MessageType.Exit, MessageType.Ack,
   MessageType.RegisterAck, MessageType.NeedReply, MessageType.Error, MessageType.Request, MessageType.Data, MessageType.Reject,
-  MessageType.Connect, MessageType.ConnectReply, MessageType.Hello, MessageType.HelloAck
+  MessageType.Connect, MessageType.ConnectReply, MessageType.Hello, MessageType.HelloAck, MessageType.Unchoke
 ] as const
 
 /**
@@ -480,7 +480,8 @@ export function sampleMessages (prng: Prng): Message[] {
     { type: MessageType.Connect, txid: txid() },
     { type: MessageType.ConnectReply, txid: txid(), connectionId: randomBytes(prng, CONNECTION_ID_BYTES) },
     { type: MessageType.Hello, txid: txid() },
-    { type: MessageType.HelloAck, txid: txid(), cookie: randomBytes(prng, COOKIE_BYTES) }
+    { type: MessageType.HelloAck, txid: txid(), cookie: randomBytes(prng, COOKIE_BYTES) },
+    { type: MessageType.Unchoke, txid: txid() }
   ]
   // Kept in ALL_TYPES order, which hostileDatagrams relies on.
   messages.forEach((m, i) => { if (m.type !== ALL_TYPES[i]) throw new Error(`sample ${i} is ${MessageType[m.type]}`) })

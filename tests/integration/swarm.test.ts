@@ -49,4 +49,24 @@ describe('swarm', () => {
     expect(fromPartial).toBeGreaterThan(2 * MiB)
     expect(fromSeed).toBeLessThan(PEERS.length * 4 * MiB)
   })
+
+  it('an owner with one upload slot serves two downloaders in turns, telling the waiting one with UNCHOKE', async () => {
+    const home = await makeHome()
+    homes.push(home)
+    const source = await makeRandomFile(home, 1, 'turns.bin', 2 * MiB)
+    const tracker = await startTracker(home, ['--heartbeat', '1'])
+    const seed = await startNode(home, 1, tracker.address, ['--send', 'turns.bin', '--upload-limit', '512KB/s', '--upload-slots', '1'], 'pipe')
+    await seed.waitForLine(/^sharing turns\.bin/)
+    // The downloaders do not upload, so everything comes from the seed's single slot.
+    const peers = await Promise.all([21, 22].map(async (id) => await startNode(home, id, tracker.address, ['--download', 'turns.bin', '--exit-when-done', '--upload-limit', '1B/s'])))
+    expect(await Promise.all(peers.map(async (p) => await p.waitExit(60_000)))).toEqual([0, 0])
+    const want = await sha256File(source)
+    for (const id of [21, 22]) expect(await sha256File(nodeFile(home, id, 'turns.bin'))).toBe(want)
+    seed.write('torrent -setMode exit')
+    expect(await seed.waitExit(20_000)).toBe(0)
+    const stopped = (await readLog(home, 'node1')).find((r) => r.msg === 'node stopped')
+    const served = stopped?.served as { choked: number, unchokes: number } | undefined
+    expect(served?.choked).toBeGreaterThan(0)
+    expect(served?.unchokes).toBeGreaterThan(0)
+  })
 })

@@ -266,6 +266,40 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(link.stats.inflight).toBe(0)
   })
 
+  it('an UNCHOKE counts only when it names the request the owner last refused as Choked, and only once', async () => {
+    const { source } = await rig()
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    const refused: Array<{ peer: string, txid: number }> = []
+    const server = new BlockServer({
+      endpoint: owner,
+      source,
+      maxReadsInFlight: 64,
+      maxReadsPerPeer: MAX_SERVE_READS_PER_PEER,
+      cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES),
+      gate: { allows: (peer, txid) => { refused.push({ peer, txid }); return false }, served: () => {} }
+    })
+    const client = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await client.close())
+    const link = new PeerLink({ endpoint: client, remote: owner.address, datagramBytes: DATAGRAM_BYTES })
+    closers.push(() => link.close())
+    const error = (await settle(fetchRange(link, 0, 5000))).error
+    expect(error).toBeInstanceOf(PeerRejectedError)
+    expect((error as PeerRejectedError).reason).toBe(RejectReason.Choked)
+    const last = refused.at(-1) as { peer: string, txid: number }
+    expect(last.peer).toBe(`${client.address.host}:${client.address.port}`)
+    // A forged one (any other txid) is ignored.
+    expect(link.acceptUnchoke((last.txid + 1) >>> 0)).toBe(false)
+    // The owner's, sent over the wire, arrives at the endpoint's handler and is accepted once.
+    const arrived = new Promise<number>((resolve) => { client.onUnchoke = (msg) => resolve(msg.txid) })
+    server.sendUnchoke(last.peer, last.txid)
+    const txid = await arrived
+    expect(txid).toBe(last.txid)
+    expect(server.stats.unchokes).toBe(1)
+    expect(link.acceptUnchoke(txid)).toBe(true)
+    expect(link.acceptUnchoke(txid)).toBe(false)
+  })
+
   it('a datagram size one link has confirmed is used by the next link to the same host from its first fetch', async () => {
     const { data, source } = await rig()
     const top = Math.max(...DATAGRAM_PROBE_LADDER)

@@ -8,6 +8,8 @@ function setup (opts: { slots?: number, downloading?: boolean, seed?: number, op
   const received = new Map<string, number>()
   const state = { downloading: opts.downloading ?? true }
   const prng = new Prng(opts.seed ?? 7)
+  /** The UNCHOKEs the choker asked to send, in order. */
+  const told: Array<[string, number]> = []
   const choker = new Choker({
     slots: opts.slots ?? 3,
     interestTimeoutMs: 4_000,
@@ -17,6 +19,7 @@ function setup (opts: { slots?: number, downloading?: boolean, seed?: number, op
     receivedFrom: (p) => received.get(p) ?? 0,
     downloading: () => state.downloading,
     random: () => prng.next(),
+    onUnchoke: (peer, txid) => told.push([peer, txid]),
     now: () => clock.t
   })
   /** One round: each peer asks, then has given us `gave` bytes (and taken `took`) during it. */
@@ -27,10 +30,61 @@ function setup (opts: { slots?: number, downloading?: boolean, seed?: number, op
     clock.t += 2_000
     choker.rechoke()
   }
-  return { choker, clock, round, state }
+  return { choker, clock, round, state, told }
 }
 
 describe('Choker', () => {
+  it('a refused peer that gets a slot at the next round is told, naming the request it was refused; a served one is not', () => {
+    const { choker, clock, told } = setup({ slots: 1 })
+    expect(choker.allows('a', 1)).toBe(true)
+    expect(choker.allows('b', 7)).toBe(false)
+    expect(choker.allows('b', 8)).toBe(false)
+    expect(told).toEqual([])
+    // a stops asking; b keeps asking (and being refused) until the round.
+    clock.t += 1_500
+    expect(choker.allows('b', 9)).toBe(false)
+    clock.t += 3_000
+    choker.rechoke()
+    expect(choker.state.unchoked).toEqual(['b'])
+    expect(told).toEqual([['b', 9]])
+    // One refusal earns one UNCHOKE: nothing more at later rounds while b keeps its slot.
+    choker.allows('b', 10)
+    clock.t += 2_000
+    choker.rechoke()
+    expect(told).toEqual([['b', 9]])
+  })
+
+  it('between rounds, a slot gone quiet goes to a refused peer at once, and that peer is told', () => {
+    const { choker, clock, told } = setup({ slots: 1, idleSlotMs: 500 })
+    expect(choker.allows('a', 1)).toBe(true)
+    expect(choker.allows('b', 2)).toBe(false)
+    clock.t += 400
+    choker.reassignIdleSlots()
+    expect(choker.state.unchoked).toEqual(['a'])
+    expect(told).toEqual([])
+    clock.t += 200 // a has been quiet for 600 ms
+    choker.reassignIdleSlots()
+    expect(choker.state.unchoked).toEqual(['b'])
+    expect(told).toEqual([['b', 2]])
+    // b is owed nothing more, and a quiet slot with nobody refused waiting stays where it is.
+    clock.t += 1_000
+    choker.reassignIdleSlots()
+    expect(choker.state.unchoked).toEqual(['b'])
+    expect(told).toEqual([['b', 2]])
+  })
+
+  it('a refused peer that takes a free slot by asking again is not told (it knows)', () => {
+    const { choker, clock, told } = setup({ slots: 1, idleSlotMs: 500 })
+    choker.allows('a', 1)
+    expect(choker.allows('b', 2)).toBe(false)
+    clock.t += 600
+    expect(choker.allows('b', 3)).toBe(true)
+    choker.reassignIdleSlots()
+    clock.t += 2_000
+    choker.rechoke()
+    expect(told).toEqual([])
+  })
+
   it('gives free slots at once, up to the limit, then refuses', () => {
     const { choker } = setup({ slots: 2 })
     expect(choker.allows('a')).toBe(true)

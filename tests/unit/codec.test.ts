@@ -253,7 +253,8 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
   [MessageType.Reject]: fc.record({ txid: u32, reason: fc.constantFrom(...REJECT_REASONS) })
     .map(r => ({ type: MessageType.Reject, ...r })),
   [MessageType.Hello]: u32.map(txid => ({ type: MessageType.Hello, txid })),
-  [MessageType.HelloAck]: fc.record({ txid: u32, cookie: cookieArb }).map(r => ({ type: MessageType.HelloAck, ...r }))
+  [MessageType.HelloAck]: fc.record({ txid: u32, cookie: cookieArb }).map(r => ({ type: MessageType.HelloAck, ...r })),
+  [MessageType.Unchoke]: u32.map(txid => ({ type: MessageType.Unchoke, txid }))
 }
 
 const typeEntries = ALL_TYPES.map(t => [MessageType[t], t, arbs[t] as fc.Arbitrary<Message>] as const)
@@ -263,7 +264,7 @@ const anyMessageArb: fc.Arbitrary<Message> = fc.oneof(...typeEntries.map(([, , a
 
 describe('encode → decode round trip', () => {
   it('has an arbitrary for every MessageType and every one has a distinct wire byte', () => {
-    expect(ALL_TYPES.length).toBe(16)
+    expect(ALL_TYPES.length).toBe(17)
     expect(Object.keys(arbs).map(Number).sort((a, b) => a - b)).toEqual([...ALL_TYPES].sort((a, b) => a - b))
     expect(new Set(ALL_TYPES).size).toBe(ALL_TYPES.length)
   })
@@ -318,6 +319,7 @@ describe('encode → decode round trip', () => {
     expectMalformed(signedFrame(MessageType.Register, w => { w.bytes(PUBKEY).u8(0) }), 'trailing-bytes')
     expectMalformed(frame(MessageType.ConnectReply, w => { w.bytes(CONN_ID.subarray(1)) }), 'truncated')
     expectMalformed(frame(MessageType.HelloAck, w => { w.bytes(Buffer.alloc(COOKIE_BYTES + 1)) }), 'trailing-bytes')
+    expectMalformed(frame(MessageType.Unchoke, w => { w.u8(0) }), 'trailing-bytes')
     expectMalformed(frame(MessageType.Request, w => { w.bytes(COOKIE.subarray(2)) }), 'truncated')
     // A short cookie shifts every later field: the request no longer parses.
     expectMalformed(requestDatagram({ cookie: COOKIE.subarray(2) }))
