@@ -2,7 +2,7 @@ import { access, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs
 import path from 'node:path'
 import type { Logger } from 'pino'
 import {
-  BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
+  BITFIELD_POLL_MS, CHOKED_BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
   PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
 import { checkFileName, differsOnlyInCase, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
@@ -114,6 +114,8 @@ interface Owner {
   idle: WakeUp
   /** A bitfield poll is under way. */
   polling: boolean
+  /** When its bitfield was last asked for. */
+  polledAt: number
   bytes: number
   pieces: number
   failures: number
@@ -281,11 +283,11 @@ export class Download {
       }
       if (known?.state === 'dead') {
         if (!revive && Date.now() < known.retryAt) continue
-        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', polling: false })
+        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', polling: false, polledAt: 0 })
         added++
         continue
       }
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, polledAt: 0, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
       added++
     }
     return added
@@ -409,9 +411,13 @@ export class Download {
     // A swarm changes while we download: partial owners verify pieces (their bitfields, polled like
     // BitTorrent's HAVE) and new owners join (a periodic NEED).
     const pollBitfields = (): void => {
+      const now = Date.now()
       for (const owner of this.activeOwners()) {
+        if (owner.entry.complete || owner.polling) continue
+        if (owner.chokeWait !== undefined && now - owner.polledAt < CHOKED_BITFIELD_POLL_MS) continue
+        owner.polledAt = now
         // New bits concern only that owner's workers.
-        if (!owner.entry.complete && !owner.polling) void this.pollBitfield(owner, scheduler, identity, store.count).then(() => owner.idle.wake())
+        void this.pollBitfield(owner, scheduler, identity, store.count).then(() => owner.idle.wake())
       }
     }
     let lastRefresh = Date.now()
