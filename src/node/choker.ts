@@ -56,7 +56,9 @@ function byRank (a: Ranked, b: Ranked): number {
  * Every round (rechoke, every CHOKE_INTERVAL_MS) the regular slots go to the interested peers that
  * sent us the most during the last round (tit-for-tat); one more slot is optimistic and rotates, so
  * a newcomer with nothing to trade gets its first pieces and can prove itself. A slot that is free
- * is given at once, not at the next round, so a quiet node never keeps a requester waiting.
+ * is given at once, not at the next round, so a quiet node never keeps a requester waiting. A peer
+ * that was refused and then gets a slot (at a round, or a quiet slot between rounds) is told through
+ * onUnchoke, so refused peers need not keep asking.
  *
  * Once the node only seeds there is nothing to trade: it serves the peers in turns, a round each,
  * those with the fewest turns first and, among them, those it serves fastest (libtorrent's
