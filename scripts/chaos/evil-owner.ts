@@ -43,7 +43,7 @@ export class EvilOwner {
       if (msg.type === MessageType.Hello) {
         this.stats.hellos++
         endpoint.send(encode({ type: MessageType.HelloAck, txid: msg.txid, cookie: this.cookies.issue(from) }), from)
-      } else {
+      } else if (msg.type === MessageType.Request) {
         this.onRequest(msg, from)
       }
     }

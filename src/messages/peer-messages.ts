@@ -2,7 +2,7 @@ import { COOKIE_BYTES, DATA_DATAGRAM_HEADER_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTE
 import { BufferReader, BufferWriter } from './buffer-codec.js'
 import { MalformedMessageError } from './errors.js'
 import { HEADER_BYTES, writeHeader } from './header.js'
-import { MessageType, RejectReason, Stream, type DataMsg, type HelloAckMsg, type HelloMsg, type RejectMsg, type RequestMsg, type UnchokeMsg } from './types.js'
+import { MessageType, RejectReason, Stream, type DataMsg, type HelloAckMsg, type HelloMsg, type RejectMsg, type RequestMsg, type UnchokeMsg, type CancelMsg } from './types.js'
 
 /** header + stream u8 + offset u64; configs.ts holds the figure because its datagram ladder is sized by it. */
 export const DATA_HEADER_BYTES = DATA_DATAGRAM_HEADER_BYTES
@@ -75,6 +75,10 @@ export const peerCodecs = {
   [MessageType.Unchoke]: {
     write: (_w: BufferWriter, _m: UnchokeMsg) => {},
     read: (_r: BufferReader, txid: number): UnchokeMsg => ({ type: MessageType.Unchoke, txid })
+  },
+  [MessageType.Cancel]: {
+    write: (w: BufferWriter, m: CancelMsg) => { w.bytes(m.cookie) },
+    read: (r: BufferReader, txid: number): CancelMsg => ({ type: MessageType.Cancel, txid, cookie: r.bytes(COOKIE_BYTES, 'cookie') })
   }
 } as const
 

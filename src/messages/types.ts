@@ -25,7 +25,12 @@ export enum MessageType {
    * owner last refused as Choked, which only the requester knows, so an off-path sender cannot
    * forge one. It spares choked requesters from asking again and again.
    */
-  Unchoke = 0x15
+  Unchoke = 0x15,
+  /**
+   * Requester to owner: forget the answer to request `txid`, not sent yet (BitTorrent's CANCEL, for
+   * the end game's losing duplicates). It carries the cookie, as a REQUEST does, and is not answered.
+   */
+  Cancel = 0x16
 }
 
 /** Why a tracker refused a request. */
@@ -142,11 +147,12 @@ export interface RequestMsg extends Base {
 export interface DataMsg extends Base { type: MessageType.Data, stream: Stream, offset: number, payload: Buffer }
 export interface RejectMsg extends Base { type: MessageType.Reject, reason: RejectReason }
 export interface UnchokeMsg extends Base { type: MessageType.Unchoke }
+export interface CancelMsg extends Base { type: MessageType.Cancel, cookie: Buffer }
 
 export type SignedTrackerRequest = RegisterMsg | OwnMsg | NeedMsg | UpdateMsg | ExitMsg
 export type TrackerRequest = ConnectMsg | SignedTrackerRequest
 export type TrackerReply = AckMsg | RegisterAckMsg | NeedReplyMsg | ConnectReplyMsg | ErrorMsg
-export type PeerMessage = RequestMsg | DataMsg | RejectMsg | HelloMsg | HelloAckMsg | UnchokeMsg
+export type PeerMessage = RequestMsg | DataMsg | RejectMsg | HelloMsg | HelloAckMsg | UnchokeMsg | CancelMsg
 export type Message = TrackerRequest | TrackerReply | PeerMessage
 
 /** A message before a transaction id is assigned (distributes over unions, unlike Omit). */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, Stream, type HelloMsg, type RequestMsg } from '../messages/index.js'
+import { DATA_HEADER_BYTES, encode, encodeDataHeader, MessageType, RejectReason, Stream, type CancelMsg, type HelloMsg, type RequestMsg } from '../messages/index.js'
 import type { AddressTokens } from './auth.js'
 import { RATE_LIMIT_MAX_QUEUE_MS } from '../../configs.js'
 import type { Endpoint, RemoteAddress } from './endpoint.js'
@@ -62,6 +62,8 @@ export interface BlockServerStats {
   dropped: number
   /** Requests for bytes this peer's earlier request, still waiting its turn, will send anyway. */
   alreadyQueued: number
+  /** Answers, or their unsent rest, dropped because the peer cancelled them. */
+  cancelled: number
   readErrors: number
   datagramsSent: number
   bytesSent: number
@@ -77,6 +79,10 @@ interface PeerAnswers {
   reads: number
   /** Answers not begun yet. */
   waiting: Set<RequestMsg>
+  /** Every answer read or being read, begun or not, by its request's txid (what CANCEL names). */
+  byTxid: Map<number, RequestMsg>
+  /** Answers the peer no longer wants (CANCEL): not sent, or not the rest of them. */
+  cancelled: Set<RequestMsg>
 }
 
 /** Whether one of `waiting` will send every byte `msg` asks for, in the same datagrams. */
@@ -95,7 +101,7 @@ function coversRequest (waiting: Set<RequestMsg>, msg: RequestMsg): boolean {
  */
 export class BlockServer {
   readonly stats: BlockServerStats = {
-    requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, unchokes: 0, dropped: 0, alreadyQueued: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0
+    requests: 0, hellos: 0, badCookies: 0, rejected: 0, choked: 0, unchokes: 0, dropped: 0, alreadyQueued: 0, cancelled: 0, readErrors: 0, datagramsSent: 0, bytesSent: 0, contentBytesSent: 0
   }
   private readsInFlight = 0
   private queuedBytes = 0
@@ -105,6 +111,7 @@ export class BlockServer {
   constructor (private readonly init: BlockServerInit) {
     init.endpoint.onPeerRequest = (msg, from) => {
       if (msg.type === MessageType.Hello) this.onHello(msg, from)
+      else if (msg.type === MessageType.Cancel) this.onCancel(msg, from)
       else this.onRequest(msg, from)
     }
   }
@@ -132,6 +139,23 @@ export class BlockServer {
     } catch (err) {
       this.init.logger?.debug({ err }, 'could not send an unchoke')
     }
+  }
+
+  /**
+   * The peer no longer wants the answer to one of its requests (it got the piece elsewhere). Only
+   * an answer still in progress is affected, and only by the cookie's owner; nothing is sent back.
+   */
+  private onCancel (msg: CancelMsg, from: RemoteAddress): void {
+    if (!this.init.cookies.check(from, msg.cookie)) {
+      this.stats.badCookies++
+      return
+    }
+    const own = this.answers.get(`${from.host}:${from.port}`)
+    const req = own?.byTxid.get(msg.txid)
+    if (own === undefined || req === undefined || own.cancelled.has(req)) return
+    own.cancelled.add(req)
+    own.waiting.delete(req) // no longer covers a re-request for its bytes
+    this.stats.cancelled++
   }
 
   /** HELLO is padded to the size of HELLO_ACK, so answering any address never amplifies. */
@@ -191,18 +215,20 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.Missing)
       return
     }
-    const own = queued ?? { tail: Promise.resolve(), reads: 0, waiting: new Set<RequestMsg>() }
+    const own = queued ?? { tail: Promise.resolve(), reads: 0, waiting: new Set<RequestMsg>(), byTxid: new Map<number, RequestMsg>(), cancelled: new Set<RequestMsg>() }
     if (queued === undefined) this.answers.set(peer, own)
     this.queuedBytes += msg.length
     own.reads++
     own.waiting.add(msg)
+    own.byTxid.set(msg.txid, msg)
     this.readsInFlight++
     const read = resource.read(msg.offset, msg.length)
     // Reads run in parallel but answers leave in request order: the requester's loss detection
     // relies on an owner answering in order (RFC 9002's time threshold).
     const sent = own.tail.then(async () => await read).then(async (data) => {
       own.waiting.delete(msg)
-      await this.sendData(msg, from, data)
+      if (own.cancelled.has(msg)) return
+      await this.sendData(msg, from, data, () => own.cancelled.has(msg))
       if (msg.stream === Stream.Content) resource.served?.(msg.offset, msg.length, peer)
     }, (err: unknown) => {
       this.stats.readErrors++
@@ -210,6 +236,8 @@ export class BlockServer {
       this.reject(msg, from, RejectReason.UnknownContent)
     }).finally(() => {
       own.waiting.delete(msg)
+      own.cancelled.delete(msg)
+      if (own.byTxid.get(msg.txid) === msg) own.byTxid.delete(msg.txid)
       this.readsInFlight--
       this.queuedBytes -= msg.length
       // Answers finish in order, so the last one to finish is the chain's tail.
@@ -223,7 +251,7 @@ export class BlockServer {
    * tokens: the first leaves at once and the rest stream at the rate, so the requester's RTT
    * samples (taken on the first datagram) see the real queue, not a whole response's worth of wait.
    */
-  private async sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer): Promise<void> {
+  private async sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer, cancelled: () => boolean): Promise<void> {
     const payloadBytes = msg.datagramBytes - DATA_HEADER_BYTES
     const { endpoint, uploadLimiter } = this.init
     try {
@@ -232,6 +260,8 @@ export class BlockServer {
         if (uploadLimiter !== undefined) {
           const wait = uploadLimiter.delayFor(chunk.length)
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+          // A CANCEL may have come while this waited for the upload limit: the rest is not wanted.
+          if (cancelled()) return
           uploadLimiter.take(chunk.length)
         }
         endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)

@@ -5,7 +5,7 @@ import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND 
 import { LogThrottle } from '../log-throttle.js'
 import {
   MessageType, tryDecode,
-  type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest, type UnchokeMsg
+  type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest, type UnchokeMsg, type CancelMsg
 } from '../messages/index.js'
 import { TransportClosedError } from './errors.js'
 
@@ -49,7 +49,7 @@ export interface EndpointStats {
 export class Endpoint {
   /** `raw` is the datagram as received, for checking its signature. */
   onTrackerRequest: ((msg: TrackerRequest, from: RemoteAddress, raw: Buffer) => void) | undefined
-  onPeerRequest: ((msg: RequestMsg | HelloMsg, from: RemoteAddress) => void) | undefined
+  onPeerRequest: ((msg: RequestMsg | HelloMsg | CancelMsg, from: RemoteAddress) => void) | undefined
   /** An owner's UNCHOKE: it names a txid whose transaction has ended, so no pending handler has it. */
   onUnchoke: ((msg: UnchokeMsg, from: RemoteAddress) => void) | undefined
 
@@ -165,6 +165,7 @@ export class Endpoint {
     switch (msg.type) {
       case MessageType.Request:
       case MessageType.Hello:
+      case MessageType.Cancel:
         this.onPeerRequest?.(msg, from)
         return
       case MessageType.Connect:

@@ -60,6 +60,8 @@ export interface PeerLinkStats {
   duplicates: number
   /** Data for an offset or size that was not asked for, or from the wrong address. */
   unexpected: number
+  /** Requests whose answers were still due when their fetch was given up (CANCEL). */
+  cancelsSent: number
 }
 
 const WAITING = 0
@@ -141,7 +143,7 @@ export class PeerLink {
   private timerAt = Infinity
   private closed = false
   private readonly counters = {
-    requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0, probesSent: 0
+    requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0, probesSent: 0, cancelsSent: 0
   }
 
   constructor (init: PeerLinkInit) {
@@ -210,7 +212,7 @@ export class PeerLink {
         txids: [],
         resolve,
         reject,
-        onAbort: () => this.endFetch(fetch, abortError(init.signal as AbortSignal))
+        onAbort: () => this.endFetch(fetch, abortError(init.signal as AbortSignal), true)
       }
       init.signal?.addEventListener('abort', fetch.onAbort, { once: true })
       // The idle clock starts when the link starts waiting, not at the last reply of an old fetch.
@@ -528,7 +530,11 @@ export class PeerLink {
     if (at >= 0) this.open.splice(at, 1)
   }
 
-  private endFetch (fetch: Fetch, err?: Error): void {
+  /**
+   * Ends a fetch. One its caller gave up on (`cancel`, an aborted signal: the end game's losing
+   * duplicate) also tells the owner, so the answers it still has queued do not spend its upload.
+   */
+  private endFetch (fetch: Fetch, err?: Error, cancel = false): void {
     const at = this.fetches.indexOf(fetch)
     if (at < 0) return
     this.fetches.splice(at, 1)
@@ -536,6 +542,12 @@ export class PeerLink {
     for (const txid of fetch.txids) {
       const req = this.byTxid.get(txid)
       if (req !== undefined) {
+        // Not only the requests still open: one retired as lost may be queued at the owner still
+        // (its re-request then dropped there as a duplicate), so every one with a block missing.
+        if (cancel && this.cookie !== undefined && req.state.some((_, j) => fetch.received[req.firstBlock + j] === 0)) {
+          this.counters.cancelsSent++
+          this.endpoint.send(encode({ type: MessageType.Cancel, txid, cookie: this.cookie }), this.remote)
+        }
         this.inflight -= req.waiting
         req.waiting = 0
         this.closeRequest(req)

@@ -439,7 +439,7 @@ export function randomBytes (prng: Prng, n: number): Buffer {
 const ALL_TYPES = [
   MessageType.Register, MessageType.Own, MessageType.Need, MessageType.Update, MessageType.Exit, MessageType.Ack,
   MessageType.RegisterAck, MessageType.NeedReply, MessageType.Error, MessageType.Request, MessageType.Data, MessageType.Reject,
-  MessageType.Connect, MessageType.ConnectReply, MessageType.Hello, MessageType.HelloAck, MessageType.Unchoke
+  MessageType.Connect, MessageType.ConnectReply, MessageType.Hello, MessageType.HelloAck, MessageType.Unchoke, MessageType.Cancel
 ] as const
 
 /**
@@ -481,7 +481,8 @@ export function sampleMessages (prng: Prng): Message[] {
     { type: MessageType.ConnectReply, txid: txid(), connectionId: randomBytes(prng, CONNECTION_ID_BYTES) },
     { type: MessageType.Hello, txid: txid() },
     { type: MessageType.HelloAck, txid: txid(), cookie: randomBytes(prng, COOKIE_BYTES) },
-    { type: MessageType.Unchoke, txid: txid() }
+    { type: MessageType.Unchoke, txid: txid() },
+    { type: MessageType.Cancel, txid: txid(), cookie: randomBytes(prng, COOKIE_BYTES) }
   ]
   // Kept in ALL_TYPES order, which hostileDatagrams relies on.
   messages.forEach((m, i) => { if (m.type !== ALL_TYPES[i]) throw new Error(`sample ${i} is ${MessageType[m.type]}`) })

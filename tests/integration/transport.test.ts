@@ -517,4 +517,37 @@ describe('BlockServer per-peer limit', () => {
     expect(answered.filter((t) => t === 2)).toHaveLength(blocks)
     expect(server.stats.alreadyQueued).toBe(2)
   })
+
+  it('a fetch given up on sends CANCEL, and the owner drops the answers it still had queued for it', async () => {
+    const data = randomBytes(200_000)
+    const source: BlockSource = {
+      open: (hash) => hash.equals(CONTENT_HASH) ? { size: data.length, read: async (offset, length) => data.subarray(offset, offset + length) } : undefined
+    }
+    const endpoint = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await endpoint.close())
+    // 50 kB/s: 100 000 bytes would take 2 s to send.
+    const server = new BlockServer({
+      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: 64, uploadLimiter: new TokenBucket(50_000, 1_000), cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+    })
+    const client = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await client.close())
+    const link = new PeerLink({ endpoint: client, remote: endpoint.address, datagramBytes: DATAGRAM_BYTES })
+    closers.push(() => link.close())
+    const ac = new AbortController()
+    const fetched = settle(fetchRange(link, 0, 100_000, { signal: ac.signal, onData: (n) => { if (n >= 10_000) ac.abort() } }))
+    expect((await fetched).error).toBeDefined()
+    const cancels = link.stats.cancelsSent
+    expect(cancels).toBeGreaterThan(0)
+    // Some of them may name answers sent in full already, on their way: those have nothing to drop.
+    await waitFor('the owner to take a cancel', () => server.stats.cancelled > 0, 5_000, 5)
+    expect(server.stats.cancelled).toBeLessThanOrEqual(cancels)
+    // What was queued for the fetch is not sent: the owner goes quiet well short of the 100 000 bytes.
+    let sent = -1
+    await waitFor('the owner to go quiet', () => {
+      const quiet = server.stats.contentBytesSent === sent
+      sent = server.stats.contentBytesSent
+      return quiet
+    }, 5_000, 200)
+    expect(sent).toBeLessThan(50_000)
+  })
 })

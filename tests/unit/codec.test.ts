@@ -254,7 +254,8 @@ const arbs: { [T in MessageType]: fc.Arbitrary<Extract<Message, { type: T }>> } 
     .map(r => ({ type: MessageType.Reject, ...r })),
   [MessageType.Hello]: u32.map(txid => ({ type: MessageType.Hello, txid })),
   [MessageType.HelloAck]: fc.record({ txid: u32, cookie: cookieArb }).map(r => ({ type: MessageType.HelloAck, ...r })),
-  [MessageType.Unchoke]: u32.map(txid => ({ type: MessageType.Unchoke, txid }))
+  [MessageType.Unchoke]: u32.map(txid => ({ type: MessageType.Unchoke, txid })),
+  [MessageType.Cancel]: fc.record({ txid: u32, cookie: cookieArb }).map(r => ({ type: MessageType.Cancel, ...r }))
 }
 
 const typeEntries = ALL_TYPES.map(t => [MessageType[t], t, arbs[t] as fc.Arbitrary<Message>] as const)
@@ -264,7 +265,7 @@ const anyMessageArb: fc.Arbitrary<Message> = fc.oneof(...typeEntries.map(([, , a
 
 describe('encode → decode round trip', () => {
   it('has an arbitrary for every MessageType and every one has a distinct wire byte', () => {
-    expect(ALL_TYPES.length).toBe(17)
+    expect(ALL_TYPES.length).toBe(18)
     expect(Object.keys(arbs).map(Number).sort((a, b) => a - b)).toEqual([...ALL_TYPES].sort((a, b) => a - b))
     expect(new Set(ALL_TYPES).size).toBe(ALL_TYPES.length)
   })
@@ -320,6 +321,7 @@ describe('encode → decode round trip', () => {
     expectMalformed(frame(MessageType.ConnectReply, w => { w.bytes(CONN_ID.subarray(1)) }), 'truncated')
     expectMalformed(frame(MessageType.HelloAck, w => { w.bytes(Buffer.alloc(COOKIE_BYTES + 1)) }), 'trailing-bytes')
     expectMalformed(frame(MessageType.Unchoke, w => { w.u8(0) }), 'trailing-bytes')
+    expectMalformed(frame(MessageType.Cancel, w => { w.bytes(Buffer.alloc(COOKIE_BYTES - 1)) }), 'truncated')
     expectMalformed(frame(MessageType.Request, w => { w.bytes(COOKIE.subarray(2)) }), 'truncated')
     // A short cookie shifts every later field: the request no longer parses.
     expectMalformed(requestDatagram({ cookie: COOKIE.subarray(2) }))

@@ -26,7 +26,7 @@ function progress (name: string, bytesDone: number, size = 100 * MB, phase: Down
       goodputBytesPerSecond: 0,
       pieces: 0,
       failures: 0,
-      link: { srttMs: 1, rttVarMs: 0, minRttMs: 1, rtoMs: 20, cwnd: 16, inflight: 0, datagramBytes: 1200, probesSent: 0, requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0 }
+      link: { srttMs: 1, rttVarMs: 0, minRttMs: 1, rtoMs: 20, cwnd: 16, inflight: 0, datagramBytes: 1200, probesSent: 0, requestsSent: 0, datagramsReceived: 0, bytesReceived: 0, retransmits: 0, timeouts: 0, duplicates: 0, unexpected: 0, cancelsSent: 0 }
     }))
   }
 }
