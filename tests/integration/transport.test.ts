@@ -477,22 +477,28 @@ describe('BlockServer per-peer limit', () => {
     expect(honest).not.toBeInstanceOf(Error)
   })
 
-  /**
-   * Under an upload limit an answer can wait longer than the requester's RTO; its re-request for
-   * the same bytes must not make the owner send them twice, which spends the upload it rations.
-   * A re-request for bytes whose answer has already gone out is served again (it was lost).
-   */
-  it('a re-request for bytes still queued behind the upload limit is not answered twice', async () => {
+  /** An owner of 200 kB of random content that uploads at 50 kB/s with a 1 kB burst. */
+  async function slowOwner (maxReadsPerPeer: number): Promise<{ endpoint: Endpoint, server: BlockServer }> {
     const data = randomBytes(200_000)
     const source: BlockSource = {
       open: (hash) => hash.equals(CONTENT_HASH) ? { size: data.length, read: async (offset, length) => data.subarray(offset, offset + length) } : undefined
     }
     const endpoint = await Endpoint.open({ host: LOCALHOST })
     closers.push(async () => await endpoint.close())
-    // 50 kB/s with a 1 kB burst: the first 10 000-byte answer takes 200 ms, the second waits behind it.
     const server = new BlockServer({
-      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: 8, uploadLimiter: new TokenBucket(50_000, 1_000), cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
+      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer, uploadLimiter: new TokenBucket(50_000, 1_000), cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
     })
+    return { endpoint, server }
+  }
+
+  /**
+   * Under an upload limit an answer can wait longer than the requester's RTO; its re-request for
+   * the same bytes must not make the owner send them twice, which spends the upload it rations.
+   * A re-request for bytes whose answer has already gone out is served again (it was lost).
+   */
+  it('a re-request for bytes still queued behind the upload limit is not answered twice', async () => {
+    // 50 kB/s with a 1 kB burst: the first 10 000-byte answer takes 200 ms, the second waits behind it.
+    const { endpoint, server } = await slowOwner(8)
     const peer = await WireClient.open()
     closers.push(async () => await peer.close())
     const cookie = await peer.hello(endpoint.address)
@@ -519,16 +525,8 @@ describe('BlockServer per-peer limit', () => {
   })
 
   it('a fetch given up on sends CANCEL, and the owner drops the answers it still had queued for it', async () => {
-    const data = randomBytes(200_000)
-    const source: BlockSource = {
-      open: (hash) => hash.equals(CONTENT_HASH) ? { size: data.length, read: async (offset, length) => data.subarray(offset, offset + length) } : undefined
-    }
-    const endpoint = await Endpoint.open({ host: LOCALHOST })
-    closers.push(async () => await endpoint.close())
     // 50 kB/s: 100 000 bytes would take 2 s to send.
-    const server = new BlockServer({
-      endpoint, source, maxReadsInFlight: 64, maxReadsPerPeer: 64, uploadLimiter: new TokenBucket(50_000, 1_000), cookies: new AddressTokens(randomBytes(32), COOKIE_BYTES)
-    })
+    const { endpoint, server } = await slowOwner(64)
     const client = await Endpoint.open({ host: LOCALHOST })
     closers.push(async () => await client.close())
     const link = new PeerLink({ endpoint: client, remote: endpoint.address, datagramBytes: DATAGRAM_BYTES })
