@@ -61,7 +61,9 @@ function sampleMessages (prng: Prng, ctx: HostileContext): Message[] {
     { type: MessageType.HelloAck, txid: u32(), cookie: bytes(COOKIE_BYTES) },
     { type: MessageType.Request, txid: u32(), cookie, contentHash: hash(), stream: prng.int(2) as Stream, offset: prng.int(1e6), length: 1 + prng.int(60_000), datagramBytes: 1200 },
     { type: MessageType.Data, txid: u32(), stream: Stream.Content, offset: prng.int(1e6), payload: bytes(1 + prng.int(1183)) },
-    { type: MessageType.Reject, txid: u32(), reason: RejectReason.OutOfRange }
+    { type: MessageType.Reject, txid: u32(), reason: RejectReason.OutOfRange },
+    { type: MessageType.Unchoke, txid: u32() },
+    { type: MessageType.Cancel, txid: u32(), cookie }
   ]
 }
 
@@ -76,6 +78,8 @@ export function * hostileDatagrams (seed: number, count: number, ctx: HostileCon
   const prng = new Prng(seed)
   let samples = sampleMessages(prng, ctx).map(encode)
   let byType = new Map(samples.map((b) => [b[3] as number, b]))
+  const unsampled = ALL_TYPES.filter((t) => !byType.has(t))
+  if (unsampled.length > 0) throw new Error(`no sample message of type ${unsampled.map((t) => MessageType[t]).join(', ')}`)
   const count1 = (k: HostileKind): void => { if (kinds !== undefined) kinds[k]++ }
   for (let n = 0; n < count; n++) {
     if (n % 500 === 0) {
