@@ -44,7 +44,7 @@ interface PeerCounters {
   chokedTxid: number | undefined
 }
 
-interface Ranked { turns: number, score: number, tie: number }
+interface Ranked { peer: string, turns: number, score: number, tie: number }
 
 /** Who gets a slot first: fewest turns (seeding only), then the best score, then a random tie-break. */
 function byRank (a: Ranked, b: Ranked): number {
@@ -137,20 +137,15 @@ export class Choker {
     const timeout = this.init.interestTimeoutMs ?? CHOKE_INTEREST_TIMEOUT_MS
     const seeding = !this.init.downloading()
     const waiting = [...this.peers].filter(([peer, c]) => !this.unchoked.has(peer) && c.chokedTxid !== undefined && now - c.lastAsked <= timeout)
-      .map(([peer, c]) => ({
-        peer,
-        c,
-        turns: seeding ? c.turns : 0,
-        score: seeding ? (c.servedRate ?? Infinity) : this.init.receivedFrom(peer) - c.receivedAtRound,
-        tie: this.random()
-      }))
+      .map(([peer, c]) => this.rank(peer, c, seeding, this.init.receivedFrom(peer) - c.receivedAtRound))
       .sort(byRank)
     for (const [i, next] of waiting.slice(0, quiet.length).entries()) {
       const gone = quiet[i] as string
+      const c = this.peers.get(next.peer) as PeerCounters
       this.unchoked.delete(gone)
       if (this.optimistic === gone) this.optimistic = next.peer
-      this.unchoke(next.peer, next.c)
-      this.tell(next.peer, next.c)
+      this.unchoke(next.peer, c)
+      this.tell(next.peer, c)
     }
   }
 
@@ -163,7 +158,7 @@ export class Choker {
   rechoke (): void {
     const now = this.now()
     const timeout = this.init.interestTimeoutMs ?? CHOKE_INTEREST_TIMEOUT_MS
-    const interested: Array<{ peer: string, turns: number, score: number, tie: number }> = []
+    const interested: Ranked[] = []
     const seeding = !this.init.downloading()
     for (const [peer, c] of this.peers) {
       const received = this.init.receivedFrom(peer)
@@ -180,9 +175,7 @@ export class Choker {
         this.peers.delete(peer)
         continue
       }
-      // A peer never served yet ranks as the fastest: it gets its turn and a measured rate.
-      const score = seeding ? (c.servedRate ?? Infinity) : gave
-      interested.push({ peer, turns: seeding ? c.turns : 0, score, tie: this.random() })
+      interested.push(this.rank(peer, c, seeding, gave))
     }
     this.rounds++
     this.lastRound = now
@@ -207,6 +200,15 @@ export class Choker {
     }
     this.unchoked = next
     for (const [peer, c] of fresh) this.tell(peer, c)
+  }
+
+  /**
+   * Where a peer stands for a slot: by what it gave us (`gave`, this round) while we download; by
+   * its turns, then how fast we serve it, once we only seed. A peer never served yet ranks as the
+   * fastest: it gets its turn and a measured rate.
+   */
+  private rank (peer: string, c: PeerCounters, seeding: boolean, gave: number): Ranked {
+    return { peer, turns: seeding ? c.turns : 0, score: seeding ? (c.servedRate ?? Infinity) : gave, tie: this.random() }
   }
 
   private unchoke (peer: string, c: PeerCounters): void {

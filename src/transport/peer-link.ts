@@ -175,9 +175,6 @@ export class PeerLink {
     return true
   }
 
-  /** The datagram size in use: the base, or one this path has carried. */
-  get confirmedDatagramBytes (): number { return this.datagramBytes }
-
   get stats (): PeerLinkStats {
     return {
       srttMs: this.rtt.srtt,
