@@ -101,9 +101,7 @@ interface Owner {
   entry: OwnerEntry
   link: PeerLink
   state: OwnerState
-  /** No request to this owner before this time (it choked us). */
-  chokedUntil: number
-  /** Resolves when the choke back-off ends: the owner's workers wait on this one timer. */
+  /** While it chokes us: resolves when the back-off ends. The owner's workers wait on this one timer. */
   chokeWait: Promise<void> | undefined
   /** Ends the back-off early: the owner sent UNCHOKE. */
   endChokeWait: (() => void) | undefined
@@ -167,7 +165,7 @@ export class Download {
         address: `${o.entry.host}:${o.entry.port}`,
         state: o.state,
         complete: o.entry.complete,
-        choked: o.chokedUntil > Date.now(),
+        choked: o.chokeWait !== undefined,
         bytesWhilePartial: o.bytesWhilePartial,
         bytes: o.bytes,
         goodputBytesPerSecond: o.bytes / Math.max(1e-3, (Date.now() - this.startedAt) / 1000),
@@ -283,11 +281,11 @@ export class Download {
       }
       if (known?.state === 'dead') {
         if (!revive && Date.now() < known.retryAt) continue
-        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', polling: false, polledAt: 0 })
+        Object.assign(known, { entry, link: this.init.linkTo(entry), state: 'active', chokeWait: undefined, endChokeWait: undefined, probing: 'no', polling: false, polledAt: 0 })
         added++
         continue
       }
-      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokedUntil: 0, chokeWait: undefined, endChokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, polledAt: 0, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
+      this.owners.set(entry.nodeId, { entry, link: this.init.linkTo(entry), state: 'active', idle: new WakeUp(DOWNLOAD_IDLE_TICK_MS), chokeWait: undefined, endChokeWait: undefined, probing: 'no', bytesWhilePartial: 0, polling: false, polledAt: 0, bytes: 0, pieces: 0, failures: 0, workers: 0, refusesPieces: false, deaths: 0, retryAt: 0 })
       added++
     }
     return added
@@ -607,13 +605,11 @@ export class Download {
   private backOffChoked (owner: Owner): void {
     owner.probing = 'no'
     if (owner.chokeWait !== undefined) return
-    owner.chokedUntil = Date.now() + CHOKED_RETRY_MS
     owner.chokeWait = new Promise<void>((resolve) => {
       const end = (): void => {
         clearTimeout(timer)
         owner.chokeWait = undefined
         owner.endChokeWait = undefined
-        owner.chokedUntil = 0
         owner.probing = 'due'
         resolve()
       }
