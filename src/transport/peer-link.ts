@@ -70,7 +70,7 @@ const LOST = 2
 
 interface Fetch {
   init: FetchInit
-  /** Fixed for the fetch's life, so block boundaries never move under it. */
+  /** Fixed from the fetch's first request on, so block boundaries never move under it. */
   datagramBytes: number
   payloadBytes: number
   blockCount: number
@@ -195,14 +195,12 @@ export class PeerLink {
     if (init.length === 0) return
     this.adoptPathSize()
     await new Promise<void>((resolve, reject) => {
-      const payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
-      const blockCount = Math.ceil(init.length / payloadBytes)
       const fetch: Fetch = {
         init,
-        datagramBytes: this.datagramBytes,
-        payloadBytes,
-        blockCount,
-        received: new Uint8Array(blockCount),
+        datagramBytes: 0,
+        payloadBytes: 0,
+        blockCount: 0,
+        received: new Uint8Array(0),
         receivedCount: 0,
         nextFresh: 0,
         retransmit: [],
@@ -211,6 +209,7 @@ export class PeerLink {
         reject,
         onAbort: () => this.endFetch(fetch, abortError(init.signal as AbortSignal), true)
       }
+      this.sizeBlocks(fetch)
       init.signal?.addEventListener('abort', fetch.onAbort, { once: true })
       // The idle clock starts when the link starts waiting, not at the last reply of an old fetch.
       if (this.fetches.length === 0) this.lastHeard = performance.now()
@@ -240,9 +239,11 @@ export class PeerLink {
       if (this.fetches.length > 0) this.sayHello()
       return
     }
+    this.adoptPathSize()
     const cwnd = this.cc.cwnd
     const batch = Math.max(1, Math.min(MAX_DATAGRAMS_PER_REQUEST, Math.floor(cwnd / 4)))
     for (const fetch of this.fetches) {
+      this.sizeBlocks(fetch)
       for (;;) {
         const room = cwnd - this.inflight
         if (room <= 0) return
@@ -330,6 +331,20 @@ export class PeerLink {
     const rate = (PACING_GAIN * windowBytes) / (srtt / 1000)
     // At most half a window at once, and at least what the timer granularity needs to keep up.
     this.pacer.setRate(rate, Math.max((rate * PACING_BURST_MS) / 1000, windowBytes / 2))
+  }
+
+  /**
+   * Cuts a fetch into blocks of the link's current datagram size. Only before its first request:
+   * after that its block boundaries are what the owner answers, and must not move. A fetch queued
+   * behind others thus starts at the size the path has confirmed by then, not the one it had when
+   * it was queued (a window of queued pieces would otherwise lag a whole ladder step behind).
+   */
+  private sizeBlocks (fetch: Fetch): void {
+    if (fetch.txids.length > 0 || fetch.datagramBytes === this.datagramBytes) return
+    fetch.datagramBytes = this.datagramBytes
+    fetch.payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
+    fetch.blockCount = Math.ceil(fetch.init.length / fetch.payloadBytes)
+    fetch.received = new Uint8Array(fetch.blockCount)
   }
 
   private blocksLeftToRequest (fetch: Fetch): number {

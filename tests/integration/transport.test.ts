@@ -325,6 +325,24 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(second.stats.probesSent).toBe(0)
   })
 
+  it('fetches queued before the datagram size grew start at the grown size, not the one they were queued at', async () => {
+    const { data, source } = await rig()
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
+    closers.push(() => link.close())
+    // A download queues its window of pieces at once, at the base size: 48 pieces of 64 KiB.
+    const piece = 64 * 1024
+    const pieces = SIZE / piece
+    const got = await Promise.all(Array.from({ length: pieces }, async (_, i) => await fetchRange(link, i * piece, piece)))
+    got.forEach((f, i) => expect(f.bytes.equals(data.subarray(i * piece, (i + 1) * piece)), `piece ${i}`).toBe(true))
+    expect(link.stats.datagramBytes).toBeGreaterThan(DATAGRAM_BYTES)
+    // All at the base size this takes SIZE / PAYLOAD_BYTES (2659) datagrams; here about 630.
+    expect(link.stats.datagramsReceived).toBeLessThan(SIZE / PAYLOAD_BYTES / 3)
+  })
+
   it('a 16 KiB piece fits one datagram at a probed size: the ladder carries power-of-two payloads', () => {
     const sizes = DATAGRAM_PROBE_LADDER.filter((size) => size > 1472 && size < Math.max(...DATAGRAM_PROBE_LADDER))
     expect(sizes.length).toBeGreaterThan(0)
