@@ -57,6 +57,12 @@ export const MAX_DATAGRAM_BYTES = 65_507
 // ---- content -----------------------------------------------------------------------------------
 export const DEFAULT_PIECE_SIZE = 256 * 1024
 export const HASH_BYTES = 32 // SHA-256
+/**
+ * Pieces at least this large are hashed on the thread pool (WebCrypto), off the main thread that
+ * receives. On this machine a 16 KiB piece takes 12 µs in place and 34 µs through the pool; a
+ * 256 KiB one 143 µs in place and 132 µs through the pool, with the main thread free meanwhile.
+ */
+export const OFF_THREAD_HASH_MIN_BYTES = 64 * 1024
 
 // ---- transport ---------------------------------------------------------------------------------
 /** Safe on any path (RFC 9000 / RFC 8899 base PLPMTU). */
@@ -201,6 +207,8 @@ export const MAX_SERVE_READS_IN_FLIGHT = 128
 export const MAX_SERVE_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 /** Bytes a node holds in piece buffers for all its downloads together. */
 export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
+/** Free piece buffers a download keeps for its next pieces (see src/node/buffer-pool.ts). */
+export const PIECE_BUFFER_POOL_BYTES = 16 * 1024 * 1024
 /** A shared file's size, mtime and inode are re-checked at most this often while serving it. */
 export const SHARED_FILE_RECHECK_MS = 1_000
 

@@ -3,13 +3,14 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import {
   BITFIELD_POLL_MS, CHOKED_BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
-  PART_SUFFIX, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
+  PART_SUFFIX, PIECE_BUFFER_POOL_BYTES, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
 import { checkFileName, differsOnlyInCase, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
 import type { ByteBudget } from './byte-budget.js'
+import { BufferPool } from './buffer-pool.js'
 import { PieceScheduler, type PieceOrder } from './piece-scheduler.js'
 import { PieceStore } from './piece-store.js'
 import type { TrackerClient } from './tracker-client.js'
@@ -136,6 +137,7 @@ export class Download {
   private readonly owners = new Map<number, Owner>()
   private identity: FileIdentity | undefined
   private store: PieceStore | undefined
+  private pieceBuffers = new BufferPool(0, 0)
   private phase: DownloadProgress['phase'] = 'locating'
   private readonly startedAt = Date.now()
   private bytesThisRun = 0
@@ -346,6 +348,7 @@ export class Download {
   }
 
   private async fetchPieces (store: PieceStore, identity: FileIdentity): Promise<void> {
+    this.pieceBuffers = new BufferPool(identity.pieceSize, Math.max(1, Math.floor(PIECE_BUFFER_POOL_BYTES / identity.pieceSize)))
     const active = this.activeOwners()
     // S/N shares only when every owner has the whole file; otherwise this is a swarm: rarest first.
     const scheduler = new PieceScheduler(store.missing(), active.every((o) => o.entry.complete) ? active.map((o) => o.entry.nodeId) : [], { order: this.init.pieceOrder })
@@ -519,9 +522,22 @@ export class Download {
     owner: Owner, piece: number, length: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
     attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
   ): Promise<void> {
+    const buf = this.pieceBuffers.take(length)
+    try {
+      await this.fetchPieceIntoBuffer(owner, piece, buf, scheduler, store, identity, attempts, writes, notify)
+    } finally {
+      // Every use of the buffer has ended by now: the fetch (and its onData), the hash and the write.
+      this.pieceBuffers.give(buf)
+    }
+  }
+
+  private async fetchPieceIntoBuffer (
+    owner: Owner, piece: number, buf: Buffer, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
+    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
+  ): Promise<void> {
+    const length = buf.length
     const ownerId = owner.entry.nodeId
     const start = piece * identity.pieceSize
-    const buf = Buffer.allocUnsafe(length)
     const ac = new AbortController()
     const onAbort = (): void => ac.abort(abortError(this.init.signal))
     this.init.signal.addEventListener('abort', onAbort, { once: true })
@@ -565,7 +581,7 @@ export class Download {
       attempts.delete(key)
       this.init.signal.removeEventListener('abort', onAbort)
     }
-    if (!store.verify(piece, buf)) {
+    if (!(await store.verify(piece, buf))) {
       owner.failures++
       this.init.logger.warn({ file: this.name, piece, owner: ownerId, failures: owner.failures }, 'piece failed verification')
       scheduler.fail(piece, ownerId)

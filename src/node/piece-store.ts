@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { HASH_BYTES, RESUME_STATE_FLUSH_MS } from '../../configs.js'
-import { pieceCount, pieceHash, pieceLength, readFully, sha256, type Manifest } from './manifest.js'
+import { pieceCount, pieceHash, pieceLength, readFully, sha256Off, type Manifest } from './manifest.js'
 
 export interface PieceStoreInit {
   /** The sparse file the pieces are written into: `<name>.part`. */
@@ -24,6 +24,7 @@ export class PieceStore {
   private verified = 0
   private flushTimer: NodeJS.Timeout | undefined
   private flushing: Promise<void> = Promise.resolve()
+  private writing: Promise<void> = Promise.resolve()
   private dirty = false
 
   private constructor (private readonly init: PieceStoreInit, private readonly fh: FileHandle) {
@@ -68,12 +69,23 @@ export class PieceStore {
   }
 
   /** True when `data` is exactly piece `index` per the manifest. */
-  verify (index: number, data: Uint8Array): boolean {
-    return data.length === this.pieceLength(index) && sha256(data).equals(pieceHash(this.init.manifest, index))
+  async verify (index: number, data: Uint8Array): Promise<boolean> {
+    if (data.length !== this.pieceLength(index)) return false
+    return (await sha256Off(data)).equals(pieceHash(this.init.manifest, index))
   }
 
-  /** Writes a piece the caller has verified. */
+  /**
+   * Writes a piece the caller has verified. One write at a time: buffered writes to one file
+   * serialise on its inode lock anyway, and the thread-pool threads queued behind it spin for it
+   * (a fifth of their CPU time in a profile of a 256 MB loopback download).
+   */
   async write (index: number, data: Uint8Array): Promise<void> {
+    const run = this.writing.then(async () => { await this.writeNow(index, data) })
+    this.writing = run.catch(() => {})
+    await run
+  }
+
+  private async writeNow (index: number, data: Uint8Array): Promise<void> {
     if (this.have[index] === 1) return
     let done = 0
     const position = index * this.init.manifest.pieceSize
@@ -153,7 +165,7 @@ export class PieceStore {
       } catch {
         continue
       }
-      if (this.verify(i, buf.subarray(0, len))) {
+      if (await this.verify(i, buf.subarray(0, len))) {
         this.have[i] = 1
         this.verified++
       }

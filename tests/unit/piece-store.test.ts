@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { HASH_BYTES, MIN_PIECE_SIZE, PART_SUFFIX } from '../../configs.js'
-import { hashFile, pieceCount, pieceHash, pieceLength, sha256, type Manifest } from '../../src/node/manifest.js'
+import { HASH_BYTES, MIN_PIECE_SIZE, OFF_THREAD_HASH_MIN_BYTES, PART_SUFFIX } from '../../configs.js'
+import { hashFile, pieceCount, pieceHash, pieceLength, sha256, sha256Off, type Manifest } from '../../src/node/manifest.js'
 import { PieceStore, type PieceStoreInit } from '../../src/node/piece-store.js'
 
 /**
@@ -131,16 +131,16 @@ describe('PieceStore', () => {
 
   it('verify accepts the right bytes and rejects wrong bytes or a wrong length', async () => {
     const store = await openStore()
-    for (let i = 0; i < COUNT; i++) expect(store.verify(i, pieceBytes(i))).toBe(true)
+    for (let i = 0; i < COUNT; i++) expect(await store.verify(i, pieceBytes(i))).toBe(true)
     const flipped = Buffer.from(pieceBytes(2))
     flipped[100] = (flipped[100] as number) ^ 1
-    expect(store.verify(2, flipped)).toBe(false)
-    expect(store.verify(2, pieceBytes(3))).toBe(false) // right length, another piece
-    expect(store.verify(0, pieceBytes(0).subarray(0, PIECE - 1))).toBe(false)
-    expect(store.verify(COUNT - 1, Buffer.concat([pieceBytes(COUNT - 1), Buffer.alloc(1)]))).toBe(false)
-    expect(store.verify(COUNT - 1, Buffer.alloc(0))).toBe(false)
+    expect(await store.verify(2, flipped)).toBe(false)
+    expect(await store.verify(2, pieceBytes(3))).toBe(false) // right length, another piece
+    expect(await store.verify(0, pieceBytes(0).subarray(0, PIECE - 1))).toBe(false)
+    expect(await store.verify(COUNT - 1, Buffer.concat([pieceBytes(COUNT - 1), Buffer.alloc(1)]))).toBe(false)
+    expect(await store.verify(COUNT - 1, Buffer.alloc(0))).toBe(false)
     // a Uint8Array works as well as a Buffer
-    expect(store.verify(1, new Uint8Array(pieceBytes(1)))).toBe(true)
+    expect(await store.verify(1, new Uint8Array(pieceBytes(1)))).toBe(true)
   })
 
   it('write records pieces and puts them at their offset', async () => {
@@ -158,6 +158,34 @@ describe('PieceStore', () => {
     expect(onDisk.subarray(PIECE, 2 * PIECE).equals(pieceBytes(1))).toBe(true)
     expect(onDisk.subarray(FULL_PIECES * PIECE).equals(pieceBytes(COUNT - 1))).toBe(true)
     expect(onDisk.subarray(0, PIECE).equals(Buffer.alloc(PIECE))).toBe(true)
+  })
+
+  it('writes begun together reach the file one at a time, each at its offset', async () => {
+    const store = await openStore()
+    const fh = (store as unknown as { fh: FileHandle }).fh
+    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<unknown>
+    let active = 0
+    let most = 0
+    ;(fh as unknown as { write: (...args: unknown[]) => Promise<unknown> }).write = async (...args) => {
+      most = Math.max(most, ++active)
+      try {
+        return await write(...args)
+      } finally {
+        active--
+      }
+    }
+    await Promise.all(Array.from({ length: COUNT }, async (_, i) => await store.write(i, pieceBytes(i))))
+    expect(most).toBe(1)
+    expect(store.verifiedCount).toBe(COUNT)
+    await store.close()
+    expect((await readFile(init.partPath)).equals(content)).toBe(true)
+  })
+
+  it('sha256Off gives the same digest as sha256, below and above the off-thread size', async () => {
+    for (const n of [0, 1000, OFF_THREAD_HASH_MIN_BYTES - 1, OFF_THREAD_HASH_MIN_BYTES, 5 * OFF_THREAD_HASH_MIN_BYTES + 3]) {
+      const data = randomBytes(n)
+      expect((await sha256Off(data)).equals(sha256(data))).toBe(true)
+    }
   })
 
   it('close then reopen with the same paths recovers the written pieces; the rest are missing', async () => {
