@@ -40,6 +40,8 @@ export interface ImpairmentInit {
   rateBytesPerSecond?: number
   /** Drop-tail limit of the bottleneck FIFO, default DEFAULT_IMPAIRMENT_QUEUE_BYTES. Only matters with a rate. */
   queueBytes?: number
+  /** The path's largest datagram: larger ones are dropped, as a link with that MTU would. Default unlimited. */
+  maxDatagramBytes?: number
 }
 
 export interface ImpairmentStats {
@@ -64,9 +66,9 @@ export class ImpairmentSpecError extends Error {
 
 // ---- spec strings ------------------------------------------------------------------------------
 
-type SpecKey = 'loss' | 'dup' | 'reorder' | 'hold' | 'delay' | 'jitter' | 'rate' | 'queue' | 'seed'
+type SpecKey = 'loss' | 'dup' | 'reorder' | 'hold' | 'delay' | 'jitter' | 'rate' | 'queue' | 'mtu' | 'seed'
 
-const SPEC_KEYS: readonly SpecKey[] = ['loss', 'dup', 'reorder', 'hold', 'delay', 'jitter', 'rate', 'queue', 'seed']
+const SPEC_KEYS: readonly SpecKey[] = ['loss', 'dup', 'reorder', 'hold', 'delay', 'jitter', 'rate', 'queue', 'mtu', 'seed']
 
 /** Case-insensitive, so "mb" is megabytes: there is no millibyte to confuse it with. */
 const BYTE_UNITS: ReadonlyMap<string, number> = new Map([
@@ -183,6 +185,12 @@ export function parseImpairment (spec: string): ImpairmentInit {
         init.queueBytes = bytes
         break
       }
+      case 'mtu': {
+        const bytes = parseBytes(item, value, false)
+        if (bytes < 1) throw specError(item, 'mtu must be at least 1 byte')
+        init.maxDatagramBytes = bytes
+        break
+      }
       case 'seed': init.seed = parseSeed(item, value); break
     }
   }
@@ -221,6 +229,7 @@ export function formatImpairment (init: ImpairmentInit): string {
     parts.push(`rate ${formatBytes(rate)}/s`)
     if (init.queueBytes !== undefined) parts.push(`queue ${formatBytes(init.queueBytes)}`)
   }
+  if (init.maxDatagramBytes !== undefined) parts.push(`mtu ${init.maxDatagramBytes}B`)
   if (parts.length === 0) return 'none'
   if (init.seed !== undefined) parts.push(`seed ${init.seed}`)
   return parts.join(' ')
@@ -261,6 +270,7 @@ export class Impairment {
   private readonly dupP: number
   private readonly reorderP: number
   private readonly holdMs: number
+  private readonly maxDatagramBytes: number
   private readonly delayMs: number
   private readonly jitterMs: number
   private readonly bytesPerMs: number
@@ -297,6 +307,7 @@ export class Impairment {
     checkRange('jitterMs', init.jitterMs, 0, MAX_IMPAIRMENT_DELAY_MS)
     checkRange('rateBytesPerSecond', init.rateBytesPerSecond, 0, Number.MAX_SAFE_INTEGER)
     checkRange('queueBytes', init.queueBytes, 1, Number.MAX_SAFE_INTEGER)
+    checkRange('maxDatagramBytes', init.maxDatagramBytes, 1, Number.MAX_SAFE_INTEGER)
     this.prng = new Prng(init.seed ?? DEFAULT_IMPAIRMENT_SEED)
     this.lossP = (init.lossPercent ?? 0) / 100
     this.dupP = (init.duplicatePercent ?? 0) / 100
@@ -307,7 +318,8 @@ export class Impairment {
     this.bytesPerMs = (init.rateBytesPerSecond ?? 0) / 1000
     this.queueBytes = init.queueBytes ?? DEFAULT_IMPAIRMENT_QUEUE_BYTES
     this.timed = this.delayMs > 0 || this.jitterMs > 0 || this.bytesPerMs > 0
-    this.noop = !this.timed && this.lossP === 0 && this.dupP === 0 && this.reorderP === 0
+    this.maxDatagramBytes = init.maxDatagramBytes ?? Infinity
+    this.noop = !this.timed && this.lossP === 0 && this.dupP === 0 && this.reorderP === 0 && this.maxDatagramBytes === Infinity
   }
 
   /** true when the init impairs nothing: callers can skip it entirely on the hot path */
@@ -333,7 +345,7 @@ export class Impairment {
     const rReorder = this.prng.next()
     const jitter = this.prng.next() * this.jitterMs
 
-    if (rLoss < this.lossP) {
+    if (rLoss < this.lossP || datagram.length > this.maxDatagramBytes) {
       this.stats.dropped++
       return
     }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS } from '../../configs.js'
+import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS, PROBE_AFTER_DATAGRAMS } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
@@ -313,7 +313,6 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
       return link
     }
     const first = await linkTo()
-    // Probing climbs one rung per PROBE_AFTER_DATAGRAMS delivered: 3 MB takes it to the top.
     expect((await fetchRange(first, 0, SIZE)).bytes.equals(data)).toBe(true)
     expect(first.stats.datagramBytes).toBe(top)
     expect(pathSize.confirmed).toBe(top)
@@ -323,6 +322,39 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(second.stats.datagramBytes).toBe(top)
     expect(second.stats.datagramsReceived).toBe(1)
     expect(second.stats.probesSent).toBe(0)
+  })
+
+  it('probes every larger size at once: one fetch at the base size takes a link to the top', async () => {
+    const { source } = await rig()
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
+    closers.push(() => link.close())
+    // Enough datagrams for one round of probes (PROBE_AFTER_DATAGRAMS), not for a second, and a
+    // range long enough to carry the largest probe.
+    await fetchRange(link, 0, Math.max((PROBE_AFTER_DATAGRAMS + 8) * PAYLOAD_BYTES, top))
+    await waitFor('the top size confirmed', () => link.stats.datagramBytes === top, 2_000, 5)
+    expect(link.stats.probesSent).toBe(DATAGRAM_PROBE_LADDER.filter((size) => size > DATAGRAM_BYTES).length)
+  })
+
+  it('on a path that drops datagrams above 8 KiB the search stops below it, and data still arrives whole', async () => {
+    const { data, source } = await rig()
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    const mtu = 8192
+    const proxy = await UdpProxy.start({ target: owner.address, fromTarget: { maxDatagramBytes: mtu } })
+    closers.push(async () => await proxy.close())
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const link = new PeerLink({ endpoint: (await rig()).client, remote: proxy.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
+    closers.push(() => link.close())
+    expect((await fetchRange(link, 0, SIZE)).bytes.equals(data)).toBe(true)
+    const best = Math.max(...DATAGRAM_PROBE_LADDER.filter((size) => size <= mtu))
+    expect(link.stats.datagramBytes).toBe(best)
+    expect((await fetchRange(link, 0, SIZE)).bytes.equals(data)).toBe(true)
+    expect(link.stats.datagramBytes).toBe(best)
   })
 
   it('fetches queued before the datagram size grew start at the grown size, not the one they were queued at', async () => {

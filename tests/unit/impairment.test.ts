@@ -159,6 +159,21 @@ describe('parseImpairment', () => {
     expect(parseImpairment(`queue=${value}`)).toEqual({ queueBytes: bytes })
   })
 
+  it('parses mtu=, formats it, and rejects zero', () => {
+    expect(parseImpairment('mtu=1500')).toEqual({ maxDatagramBytes: 1500 })
+    expect(formatImpairment({ maxDatagramBytes: 1500 })).toBe('mtu 1500B')
+    expect(() => parseImpairment('mtu=0')).toThrow(ImpairmentSpecError)
+  })
+
+  it('drops datagrams larger than maxDatagramBytes and nothing else', () => {
+    const imp = new Impairment({ maxDatagramBytes: 100 })
+    expect(imp.isNoop).toBe(false)
+    const out: number[] = []
+    for (const [i, size] of [[0, 100], [1, 101], [2, 50], [3, 9000]] as const) imp.push(datagram(i, size), (d) => out.push(d.readUInt32BE(0)))
+    expect(out).toEqual([0, 2])
+    expect(imp.stats.dropped).toBe(2)
+  })
+
   it('parses seeds up to 2^32-1', () => {
     expect(parseImpairment('seed=0')).toEqual({ seed: 0 })
     expect(parseImpairment('seed=4294967295')).toEqual({ seed: 4294967295 })
