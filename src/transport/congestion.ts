@@ -18,6 +18,11 @@ export interface CongestionController {
   onLoss: (sentAt: number, now: number) => void
   /** A request timed out with nothing at all arriving. */
   onTimeout: (now: number) => void
+  /**
+   * The datagram size changed by `factor` (new / old): the window, counted in datagrams, is
+   * rescaled so that it stands for the same bytes in flight.
+   */
+  rescale: (factor: number) => void
 }
 
 export interface NewRenoInit {
@@ -66,6 +71,11 @@ export class NewReno implements CongestionController {
     this.recoveryStart = now
     this.ssthresh = Math.max(this.min, this.window / 2)
     this.window = this.min
+  }
+
+  rescale (factor: number): void {
+    this.window = Math.min(this.max, Math.max(this.min, this.window / factor))
+    if (Number.isFinite(this.ssthresh)) this.ssthresh = Math.max(this.min, this.ssthresh / factor)
   }
 }
 
@@ -192,6 +202,11 @@ export class Ledbat implements CongestionController {
     this.ssthresh = congested ? Math.max(this.min, this.window / 2) : Infinity
     this.slowStart = true
     this.window = this.min
+  }
+
+  rescale (factor: number): void {
+    this.window = Math.min(this.max, Math.max(this.min, this.window / factor))
+    if (Number.isFinite(this.ssthresh)) this.ssthresh = Math.max(this.min, this.ssthresh / factor)
   }
 }
 

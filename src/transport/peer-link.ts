@@ -152,11 +152,10 @@ export class PeerLink {
     this.remote = init.remote
     this.baseDatagramBytes = init.datagramBytes ?? DEFAULT_DATAGRAM_BYTES
     this.cap = init.maxDatagramBytes ?? this.baseDatagramBytes
-    this.datagramBytes = this.baseDatagramBytes
     this.fullLadder = DATAGRAM_PROBE_LADDER.filter((size) => size > this.baseDatagramBytes && size <= this.cap)
     this.probeLadder = [...this.fullLadder]
     this.pathSize = init.pathSize
-    this.adoptPathSize()
+    this.datagramBytes = this.baseDatagramBytes
     this.downloadLimiter = init.downloadLimiter
     // Refreshed from cwnd/srtt as samples come in; until then it does not hold anything back.
     this.pacer = new TokenBucket(Number.MAX_SAFE_INTEGER / 4, Number.MAX_SAFE_INTEGER / 4)
@@ -164,6 +163,9 @@ export class PeerLink {
     this.rtt = new RttEstimator(init.rtt)
     this.idleTimeoutMs = init.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS
     this.logger = init.logger
+    // A new link starts at what the host's other links confirmed, with the initial window in
+    // datagrams of that size: it has nothing in flight whose bytes the window must keep.
+    this.adoptPathSize(false)
   }
 
   /**
@@ -573,11 +575,23 @@ export class PeerLink {
     this.pump()
   }
 
+  /**
+   * The size new fetches use. The window is counted in datagrams, so it is rescaled to stand for
+   * the same bytes: a window grown in slow start at 1200 bytes would otherwise ask an owner for 54
+   * times as much at once at 65000, and overflow its upload queue.
+   */
+  private setDatagramBytes (size: number, rescale = true): void {
+    if (size === this.datagramBytes) return
+    if (rescale) this.cc.rescale(size / this.datagramBytes)
+    this.datagramBytes = size
+    this.updatePacer()
+  }
+
   /** Takes up a larger size another link to the same host has confirmed since this one last looked. */
-  private adoptPathSize (): void {
+  private adoptPathSize (rescale = true): void {
     const shared = Math.min(this.cap, this.pathSize?.confirmed ?? 0)
     if (shared <= this.datagramBytes) return
-    this.datagramBytes = shared
+    this.setDatagramBytes(shared, rescale)
     while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= shared) this.probeLadder.shift()
   }
 
@@ -612,7 +626,7 @@ export class PeerLink {
       // Smaller sizes still being probed have nothing left to tell.
       for (const smaller of [...this.probes.keys()]) if (smaller < size) this.endProbe(smaller)
       while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= size) this.probeLadder.shift()
-      this.datagramBytes = size
+      this.setDatagramBytes(size)
       this.pathSize?.confirm(size)
       this.deliveredSinceProbe = 0
       this.logger?.debug({ remote: this.remote, datagramBytes: size }, 'larger datagrams confirmed on this path')
@@ -698,7 +712,7 @@ export class PeerLink {
       this.timeoutsInARow++
       if (this.datagramBytes > this.baseDatagramBytes && this.timeoutsInARow >= BLACK_HOLE_TIMEOUTS) {
         this.logger?.debug({ remote: this.remote, from: this.datagramBytes }, 'datagram size back to base after timeouts')
-        this.datagramBytes = this.baseDatagramBytes
+        this.setDatagramBytes(this.baseDatagramBytes)
         this.pathSize?.blackHole()
         this.probeLadder.splice(0, this.probeLadder.length, ...this.fullLadder)
         this.deliveredSinceProbe = 0

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { INITIAL_CWND_DATAGRAMS, MAX_CWND_DATAGRAMS, MIN_CWND_DATAGRAMS } from '../../configs.js'
-import { NewReno } from '../../src/transport/congestion.js'
+import { Ledbat, NewReno } from '../../src/transport/congestion.js'
 
 /** Delivers `n` datagrams one at a time, as acks trickle in. */
 function deliverOneByOne (cc: NewReno, n: number): void {
@@ -125,5 +125,31 @@ describe('NewReno', () => {
         expect(cc.cwnd).toBeLessThanOrEqual(300)
       }
     }), { numRuns: 200 })
+  })
+})
+
+describe('rescale (the datagram size changed)', () => {
+  it.each([
+    ['NewReno', (w: number) => new NewReno({ initialCwnd: w })],
+    ['Ledbat', (w: number) => new Ledbat({ initialCwnd: w })]
+  ] as const)('%s keeps the bytes in flight, within the window bounds', (_name, make) => {
+    const grown = make(200)
+    grown.rescale(65000 / 1200) // 200 × 1200 B is 3.7 datagrams of 65000 B
+    expect(grown.cwnd).toBe(MIN_CWND_DATAGRAMS)
+    const shrunk = make(40)
+    shrunk.rescale(1200 / 4800) // back to a smaller size: four times as many datagrams
+    expect(shrunk.cwnd).toBe(160)
+    const capped = make(MAX_CWND_DATAGRAMS)
+    capped.rescale(1 / 4)
+    expect(capped.cwnd).toBe(MAX_CWND_DATAGRAMS)
+  })
+
+  it('NewReno keeps ssthresh in the same bytes too', () => {
+    const cc = new NewReno({ initialCwnd: 64 })
+    cc.onLoss(0, 1) // ssthresh = window = 32: congestion avoidance from here
+    cc.rescale(2)
+    expect(cc.cwnd).toBe(16)
+    cc.onDelivered(16) // still in congestion avoidance (ssthresh 16): about one datagram per window
+    expect(cc.cwnd).toBe(17)
   })
 })
