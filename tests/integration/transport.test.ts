@@ -66,6 +66,22 @@ function serveBlocks (endpoint: Endpoint, source: BlockSource): BlockServer {
   })
 }
 
+/** An owner serving `source` (behind a proxy impairing its answers, if given), and a link to it that probes up to the top size. */
+async function probingLink (source: BlockSource, fromTarget?: ImpairmentInit): Promise<PeerLink> {
+  const owner = await Endpoint.open({ host: LOCALHOST })
+  closers.push(async () => await owner.close())
+  serveBlocks(owner, source)
+  let remote = owner.address
+  if (fromTarget !== undefined) {
+    const proxy = await UdpProxy.start({ target: owner.address, fromTarget })
+    closers.push(async () => await proxy.close())
+    remote = proxy.address
+  }
+  const link = new PeerLink({ endpoint: (await rig()).client, remote, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: Math.max(...DATAGRAM_PROBE_LADDER) })
+  closers.push(() => link.close())
+  return link
+}
+
 interface Fetched {
   bytes: Buffer
   /** onData calls whose offset had been delivered before (must stay 0). */
@@ -326,12 +342,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
 
   it('probes every larger size at once: one fetch at the base size takes a link to the top', async () => {
     const { source } = await rig()
-    const owner = await Endpoint.open({ host: LOCALHOST })
-    closers.push(async () => await owner.close())
-    serveBlocks(owner, source)
     const top = Math.max(...DATAGRAM_PROBE_LADDER)
-    const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
-    closers.push(() => link.close())
+    const link = await probingLink(source)
     // Enough datagrams for one round of probes (PROBE_AFTER_DATAGRAMS), not for a second, and a
     // range long enough to carry the largest probe.
     await fetchRange(link, 0, Math.max((PROBE_AFTER_DATAGRAMS + 8) * PAYLOAD_BYTES, top))
@@ -341,15 +353,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
 
   it('on a path that drops datagrams above 8 KiB the search stops below it, and data still arrives whole', async () => {
     const { data, source } = await rig()
-    const owner = await Endpoint.open({ host: LOCALHOST })
-    closers.push(async () => await owner.close())
-    serveBlocks(owner, source)
     const mtu = 8192
-    const proxy = await UdpProxy.start({ target: owner.address, fromTarget: { maxDatagramBytes: mtu } })
-    closers.push(async () => await proxy.close())
-    const top = Math.max(...DATAGRAM_PROBE_LADDER)
-    const link = new PeerLink({ endpoint: (await rig()).client, remote: proxy.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
-    closers.push(() => link.close())
+    const link = await probingLink(source, { maxDatagramBytes: mtu })
     expect((await fetchRange(link, 0, SIZE)).bytes.equals(data)).toBe(true)
     const best = Math.max(...DATAGRAM_PROBE_LADDER.filter((size) => size <= mtu))
     expect(link.stats.datagramBytes).toBe(best)
@@ -359,12 +364,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
 
   it('fetches queued before the datagram size grew start at the grown size, not the one they were queued at', async () => {
     const { data, source } = await rig()
-    const owner = await Endpoint.open({ host: LOCALHOST })
-    closers.push(async () => await owner.close())
-    serveBlocks(owner, source)
     const top = Math.max(...DATAGRAM_PROBE_LADDER)
-    const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
-    closers.push(() => link.close())
+    const link = await probingLink(source)
     // A download queues its window of pieces at once, at the base size: 48 pieces of 64 KiB.
     const piece = 64 * 1024
     const pieces = SIZE / piece
