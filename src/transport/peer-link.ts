@@ -196,7 +196,6 @@ export class PeerLink {
     if (this.closed) throw new TransportClosedError('link is closed')
     if (init.signal?.aborted === true) throw abortError(init.signal)
     if (init.length === 0) return
-    this.adoptPathSize()
     await new Promise<void>((resolve, reject) => {
       const fetch: Fetch = {
         init,
@@ -587,12 +586,16 @@ export class PeerLink {
     this.updatePacer()
   }
 
+  /** Moves up to a confirmed size; the ladder keeps only the sizes above it. */
+  private raiseDatagramBytes (size: number, rescale = true): void {
+    this.setDatagramBytes(size, rescale)
+    while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= size) this.probeLadder.shift()
+  }
+
   /** Takes up a larger size another link to the same host has confirmed since this one last looked. */
   private adoptPathSize (rescale = true): void {
     const shared = Math.min(this.cap, this.pathSize?.confirmed ?? 0)
-    if (shared <= this.datagramBytes) return
-    this.setDatagramBytes(shared, rescale)
-    while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= shared) this.probeLadder.shift()
+    if (shared > this.datagramBytes) this.raiseDatagramBytes(shared, rescale)
   }
 
   private armTimer (at: number): void {
@@ -625,8 +628,7 @@ export class PeerLink {
       if (size <= this.datagramBytes) return
       // Smaller sizes still being probed have nothing left to tell.
       for (const smaller of [...this.probes.keys()]) if (smaller < size) this.endProbe(smaller)
-      while (this.probeLadder.length > 0 && (this.probeLadder[0] as number) <= size) this.probeLadder.shift()
-      this.setDatagramBytes(size)
+      this.raiseDatagramBytes(size)
       this.pathSize?.confirm(size)
       this.deliveredSinceProbe = 0
       this.logger?.debug({ remote: this.remote, datagramBytes: size }, 'larger datagrams confirmed on this path')
@@ -650,6 +652,7 @@ export class PeerLink {
 
   private checkProbes (now: number): void {
     for (const [size, probe] of [...this.probes]) {
+      if (!this.probes.has(size)) continue // ended above, with a smaller size that failed
       if (now - probe.sentAt < 2 * this.rtt.rto) {
         this.armTimer(probe.sentAt + 2 * this.rtt.rto)
         continue
