@@ -336,13 +336,14 @@ export class PeerLink {
   }
 
   /**
-   * Cuts a fetch into blocks of the link's current datagram size. Only before its first request:
+   * Cuts a fetch into blocks of the link's current datagram size. Only before its first request
+   * (or a probe's answer delivered some of it):
    * after that its block boundaries are what the owner answers, and must not move. A fetch queued
    * behind others thus starts at the size the path has confirmed by then, not the one it had when
    * it was queued (a window of queued pieces would otherwise lag a whole ladder step behind).
    */
   private sizeBlocks (fetch: Fetch): void {
-    if (fetch.txids.length > 0 || fetch.datagramBytes === this.datagramBytes) return
+    if (fetch.txids.length > 0 || fetch.receivedCount > 0 || fetch.datagramBytes === this.datagramBytes) return
     fetch.datagramBytes = this.datagramBytes
     fetch.payloadBytes = this.datagramBytes - DATA_HEADER_BYTES
     fetch.blockCount = Math.ceil(fetch.init.length / fetch.payloadBytes)
@@ -367,6 +368,8 @@ export class PeerLink {
       }
       return { first, count }
     }
+    // Blocks a probe's answer already delivered (a prefix of the fetch) are not asked for.
+    while (fetch.nextFresh < fetch.blockCount && fetch.received[fetch.nextFresh] === 1) fetch.nextFresh++
     if (fetch.nextFresh >= fetch.blockCount) return undefined
     const first = fetch.nextFresh
     const count = Math.min(max, fetch.blockCount - first)
@@ -625,6 +628,7 @@ export class PeerLink {
     const txid = this.endpoint.register((msg, from) => {
       if (!sameAddress(from, this.remote) || msg.type !== MessageType.Data || msg.payload.length !== payload) return
       this.endProbe(size)
+      this.keepProbeData(fetch, msg as DataMsg)
       if (size <= this.datagramBytes) return
       // Smaller sizes still being probed have nothing left to tell.
       for (const smaller of [...this.probes.keys()]) if (smaller < size) this.endProbe(smaller)
@@ -641,6 +645,26 @@ export class PeerLink {
       offset: fetch.init.offset, length: payload, datagramBytes: size
     }), this.remote)
     this.armTimer(now + 2 * this.rtt.rto)
+  }
+
+  /**
+   * A probe's answer is real content from the start of its fetch: the blocks it covers whole are
+   * delivered as if requested. The owner counted those bytes as given to us (a super-seed counts a
+   * piece given once, and leaves after one copy): thrown away, they could be the copy nobody has.
+   */
+  private keepProbeData (fetch: Fetch, msg: DataMsg): void {
+    if (!this.fetches.includes(fetch) || msg.stream !== fetch.init.stream || msg.offset !== fetch.init.offset) return
+    for (let b = 0; b < fetch.blockCount; b++) {
+      const start = b * fetch.payloadBytes
+      const end = start + this.blockLength(fetch, b)
+      if (end > msg.payload.length) break
+      if (fetch.received[b] === 1) continue
+      fetch.received[b] = 1
+      fetch.receivedCount++
+      this.counters.bytesReceived += end - start
+      fetch.init.onData(fetch.init.offset + start, msg.payload.subarray(start, end))
+    }
+    if (fetch.receivedCount === fetch.blockCount) this.endFetch(fetch)
   }
 
   private endProbe (size: number): void {

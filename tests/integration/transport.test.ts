@@ -8,6 +8,7 @@ import { Endpoint } from '../../src/transport/endpoint.js'
 import { PeerRejectedError, PeerTimeoutError } from '../../src/transport/errors.js'
 import type { ImpairmentInit } from '../../src/transport/impairment.js'
 import { SharedPathSize } from '../../src/transport/path-mtu.js'
+import { NewReno, type CongestionController } from '../../src/transport/congestion.js'
 import { PeerLink } from '../../src/transport/peer-link.js'
 import { TokenBucket } from '../../src/transport/token-bucket.js'
 import { UdpProxy } from '../../src/transport/udp-proxy.js'
@@ -67,7 +68,7 @@ function serveBlocks (endpoint: Endpoint, source: BlockSource): BlockServer {
 }
 
 /** An owner serving `source` (behind a proxy impairing its answers, if given), and a link to it that probes up to the top size. */
-async function probingLink (source: BlockSource, fromTarget?: ImpairmentInit): Promise<PeerLink> {
+async function probingLink (source: BlockSource, fromTarget?: ImpairmentInit, congestion?: CongestionController): Promise<PeerLink> {
   const owner = await Endpoint.open({ host: LOCALHOST })
   closers.push(async () => await owner.close())
   serveBlocks(owner, source)
@@ -77,7 +78,7 @@ async function probingLink (source: BlockSource, fromTarget?: ImpairmentInit): P
     closers.push(async () => await proxy.close())
     remote = proxy.address
   }
-  const link = new PeerLink({ endpoint: (await rig()).client, remote, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: Math.max(...DATAGRAM_PROBE_LADDER) })
+  const link = new PeerLink({ endpoint: (await rig()).client, remote, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: Math.max(...DATAGRAM_PROBE_LADDER), congestion })
   closers.push(() => link.close())
   return link
 }
@@ -349,6 +350,27 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     await fetchRange(link, 0, Math.max((PROBE_AFTER_DATAGRAMS + 8) * PAYLOAD_BYTES, top))
     await waitFor('the top size confirmed', () => link.stats.datagramBytes === top, 2_000, 5)
     expect(link.stats.probesSent).toBe(DATAGRAM_PROBE_LADDER.filter((size) => size > DATAGRAM_BYTES).length)
+  })
+
+  it('a probe answer is kept: the blocks of its fetch it covers are delivered, not fetched again', async () => {
+    const { data, source } = await rig()
+    // A window of 4 datagrams, so the piece is still mostly unasked for when the probes come back.
+    const window = 4
+    const link = await probingLink(source, undefined, new NewReno({ initialCwnd: window, minCwnd: window, maxCwnd: window }))
+    // One-block fetches, too short to carry a probe, then a 16 KiB piece: every probe (up to 16401
+    // bytes) asks for that piece's start, and the 16401 one holds all of it. A window's worth more
+    // than PROBE_AFTER_DATAGRAMS, so the piece's first request leaves after the probes.
+    const smallCount = PROBE_AFTER_DATAGRAMS + window
+    const small = Array.from({ length: smallCount }, async (_, i) => await fetchRange(link, i * PAYLOAD_BYTES, PAYLOAD_BYTES))
+    const pieceAt = smallCount * PAYLOAD_BYTES
+    const piece = fetchRange(link, pieceAt, 16 * 1024)
+    await Promise.all(small)
+    const got = await piece
+    expect(got.bytes.equals(data.subarray(pieceAt, pieceAt + 16 * 1024))).toBe(true)
+    expect(got.repeats).toBe(0)
+    // One request each for the small fetches and at most a window's for the piece before the
+    // probe's answer completed it. By requests alone, at this window, it takes about 14.
+    expect(link.stats.requestsSent).toBeLessThanOrEqual(smallCount + window)
   })
 
   it('on a path that drops datagrams above 8 KiB the search stops below it, and data still arrives whole', async () => {
