@@ -474,12 +474,9 @@ export class PeerLink {
     if (fetch.received[block] === 1) {
       this.counters.duplicates++
     } else {
-      fetch.received[block] = 1
-      fetch.receivedCount++
-      this.counters.bytesReceived += msg.payload.length
+      this.deliver(fetch, block, msg.offset, msg.payload)
       this.deliveredSinceProbe++
       this.cc.onDelivered(1, now)
-      fetch.init.onData(msg.offset, msg.payload)
       this.maybeProbe()
     }
     // RFC 9002 packet threshold: an owner sends a response in offset order, so a block still
@@ -658,13 +655,17 @@ export class PeerLink {
       const start = b * fetch.payloadBytes
       const end = start + this.blockLength(fetch, b)
       if (end > msg.payload.length) break
-      if (fetch.received[b] === 1) continue
-      fetch.received[b] = 1
-      fetch.receivedCount++
-      this.counters.bytesReceived += end - start
-      fetch.init.onData(fetch.init.offset + start, msg.payload.subarray(start, end))
+      if (fetch.received[b] === 0) this.deliver(fetch, b, fetch.init.offset + start, msg.payload.subarray(start, end))
     }
     if (fetch.receivedCount === fetch.blockCount) this.endFetch(fetch)
+  }
+
+  /** Hands one block, new to the fetch, to its caller. */
+  private deliver (fetch: Fetch, block: number, offset: number, payload: Buffer): void {
+    fetch.received[block] = 1
+    fetch.receivedCount++
+    this.counters.bytesReceived += payload.length
+    fetch.init.onData(offset, payload)
   }
 
   private endProbe (size: number): void {
