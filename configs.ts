@@ -209,6 +209,15 @@ export const MAX_SERVE_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
 /** Free piece buffers a download keeps for its next pieces (see src/node/buffer-pool.ts). */
 export const PIECE_BUFFER_POOL_BYTES = 16 * 1024 * 1024
+/**
+ * Downloads write their pieces with O_DIRECT where the file system allows it (`--no-direct-io`
+ * turns it off). Buffered writes copy every byte into freshly allocated page cache, and on this
+ * VM first-touched memory costs a host fault per page: a 256 MB loopback download spent 0.44 s
+ * of pool-thread CPU in that copy and wrote at about 270 MB/s, against 1.3 GB/s direct.
+ */
+export const DIRECT_IO_WRITES = true
+/** Address, offset and length alignment for O_DIRECT: the page size, which covers 512 B and 4 KiB sector disks. */
+export const DIRECT_IO_ALIGN_BYTES = 4096
 /** A shared file's size, mtime and inode are re-checked at most this often while serving it. */
 export const SHARED_FILE_RECHECK_MS = 1_000
 

@@ -88,6 +88,7 @@ export const CONFIG_KEYS: Record<CommandName, Record<string, Check>> = {
     'progress-interval': int(1, 3_600_000),
     json: bool,
     share: bool,
+    'direct-io': bool,
     'super-seed': bool,
     'piece-size': int(MIN_PIECE_SIZE, MAX_PIECE_SIZE),
     'upload-slots': int(1, MAX_UPLOAD_SLOTS)

@@ -51,6 +51,8 @@ export interface DownloadInit {
   pieceOrder?: PieceOrder
   /** The node's budget for receive buffers, shared by all its downloads. */
   receiveBudget?: ByteBudget
+  /** Write pieces with O_DIRECT where possible (default DIRECT_IO_WRITES; see PieceStoreInit). */
+  directIo?: boolean
   /** Called once the pieces phase begins: from then on the node may serve the pieces it verifies (a partial owner). */
   onPiecesStarted?: (identity: FileIdentity, manifest: Manifest, store: PieceStore) => Promise<void>
   /** Called once the file is complete and in place, before the download resolves. */
@@ -200,7 +202,8 @@ export class Download {
     const store = await PieceStore.open({
       partPath: path.join(dir, this.name + PART_SUFFIX),
       statePath: path.join(stateDir, `${this.name}.pieces`),
-      manifest
+      manifest,
+      directIo: this.init.directIo
     }).catch((err: unknown) => { throw diskError(err, dir, this.name) })
     this.store = store
     await this.init.onPiecesStarted?.(identity, manifest, store)

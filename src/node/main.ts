@@ -37,6 +37,7 @@ export interface NodeMainInit {
   pieceOrder?: PieceOrder
   /** Leave once this many bytes were uploaded (the simulator's seed that leaves after one copy). */
   exitAfterUploadBytes?: number
+  directIo?: boolean
 }
 
 /**
@@ -70,6 +71,7 @@ export async function runNode (init: NodeMainInit): Promise<void> {
       pieceSize: init.pieceSize,
       uploadSlots: init.uploadSlots,
       pieceOrder: init.pieceOrder,
+      directIo: init.directIo,
       inboundFilter: init.impair !== undefined ? new Impairment(parseImpairment(init.impair)) : undefined,
       logger
     })

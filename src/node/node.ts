@@ -49,6 +49,8 @@ export interface NodeInit {
   uploadSlots?: number
   /** Piece selection in a swarm (default rarest first; 'sequential' is for comparison). */
   pieceOrder?: PieceOrder
+  /** Downloads write with O_DIRECT where the file system allows it (default DIRECT_IO_WRITES). */
+  directIo?: boolean
   logger: Logger
 }
 
@@ -193,6 +195,7 @@ export class UdpTorrentNode {
       noOwnerTimeoutMs: this.init.noOwnerTimeoutMs,
       pieceOrder: this.init.pieceOrder,
       receiveBudget: this.receiveBudget,
+      directIo: this.init.directIo,
       onPiecesStarted: async (identity, manifest, store) => {
         if (this.init.share === false) return
         this.library.addPartial(identity, manifest, (piece) => store.has(piece))

@@ -1,6 +1,8 @@
+import { constants as fsConstants } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
-import { HASH_BYTES, RESUME_STATE_FLUSH_MS } from '../../configs.js'
+import { DIRECT_IO_ALIGN_BYTES, DIRECT_IO_WRITES, HASH_BYTES, RESUME_STATE_FLUSH_MS } from '../../configs.js'
+import { isDirectIoReady } from './buffer-pool.js'
 import { pieceCount, pieceHash, pieceLength, readFully, sha256Off, type Manifest } from './manifest.js'
 
 export interface PieceStoreInit {
@@ -9,9 +11,67 @@ export interface PieceStoreInit {
   /** Where the verified-pieces bitfield is kept between runs. */
   statePath: string
   manifest: Manifest
+  /** Write aligned pieces with O_DIRECT where the file system allows it (default DIRECT_IO_WRITES). */
+  directIo?: boolean
 }
 
 const STATE_MAGIC = Buffer.from('UTRS1')
+
+interface QueuedWrite {
+  index: number
+  data: Uint8Array
+  /** Every caller that asked for this piece while it was queued. */
+  waiters: Array<{ resolve: () => void, reject: (err: Error) => void }>
+}
+
+function settle (writes: QueuedWrite[], err?: Error): void {
+  for (const w of writes) {
+    for (const waiter of w.waiters) {
+      if (err === undefined) waiter.resolve()
+      else waiter.reject(err)
+    }
+  }
+}
+
+/** Splits writes sorted by piece into runs of adjacent pieces, each of which is one span of the file. */
+function adjacentRuns (sorted: QueuedWrite[]): QueuedWrite[][] {
+  const runs: QueuedWrite[][] = []
+  for (const w of sorted) {
+    const run = runs.at(-1)
+    const last = run?.at(-1)
+    if (run !== undefined && last !== undefined && w.index === last.index + 1) run.push(w)
+    else runs.push([w])
+  }
+  return runs
+}
+
+/**
+ * Opens the part file for O_DIRECT writes, or gives undefined: not asked for, not Linux, pieces not
+ * aligned, or a file system without it (tmpfs says EINVAL).
+ */
+async function openDirect (init: PieceStoreInit): Promise<FileHandle | undefined> {
+  const flag = (fsConstants as Partial<Record<'O_DIRECT', number>>).O_DIRECT
+  if (!(init.directIo ?? DIRECT_IO_WRITES) || flag === undefined || init.manifest.pieceSize % DIRECT_IO_ALIGN_BYTES !== 0) return undefined
+  try {
+    return await open(init.partPath, fsConstants.O_WRONLY | flag)
+  } catch {
+    return undefined
+  }
+}
+
+/** The buffers that remain after the first `skip` bytes of their concatenation. */
+function unwritten (buffers: Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  for (const b of buffers) {
+    if (skip >= b.length) {
+      skip -= b.length
+      continue
+    }
+    out.push(skip > 0 ? b.subarray(skip) : b)
+    skip = 0
+  }
+  return out
+}
 
 /**
  * A download on disk. Only verified pieces are ever written, each at its offset in a sparse
@@ -24,8 +84,12 @@ export class PieceStore {
   private verified = 0
   private flushTimer: NodeJS.Timeout | undefined
   private flushing: Promise<void> = Promise.resolve()
-  private writing: Promise<void> = Promise.resolve()
+  private readonly queued = new Map<number, QueuedWrite>()
+  private draining = false
   private dirty = false
+
+  /** The same file opened with O_DIRECT, for pieces in aligned buffers; undefined where that is not possible. */
+  private direct: FileHandle | undefined
 
   private constructor (private readonly init: PieceStoreInit, private readonly fh: FileHandle) {
     this.count = pieceCount(init.manifest.size, init.manifest.pieceSize)
@@ -46,6 +110,7 @@ export class PieceStore {
     // Sets the length without writing data: the file stays sparse until pieces land.
     await fh.truncate(init.manifest.size)
     const store = new PieceStore(init, fh)
+    store.direct = await openDirect(init)
     await store.recover()
     return store
   }
@@ -75,27 +140,73 @@ export class PieceStore {
   }
 
   /**
-   * Writes a piece the caller has verified. One write at a time: buffered writes to one file
-   * serialise on its inode lock anyway, and the thread-pool threads queued behind it spin for it
-   * (a fifth of their CPU time in a profile of a 256 MB loopback download).
+   * Writes a piece the caller has verified. Writes queue up while one is under way, and the next
+   * write takes the whole queue, each run of adjacent pieces in one `writev`. One at a time because
+   * buffered writes to one file serialise on its inode lock anyway, and pool threads queued behind
+   * it spin for it (a fifth of their CPU time in a profile of a 256 MB loopback download). Batched
+   * because each write costs a trip through the event loop, which is busy with datagrams: one
+   * piece per write held a loopback download to one piece per loop turn (44 of its 48 pieces in
+   * flight were waiting for the disk).
    */
   async write (index: number, data: Uint8Array): Promise<void> {
-    const run = this.writing.then(async () => { await this.writeNow(index, data) })
-    this.writing = run.catch(() => {})
-    await run
+    await new Promise<void>((resolve, reject) => {
+      const queued = this.queued.get(index)
+      if (queued !== undefined) queued.waiters.push({ resolve, reject })
+      else this.queued.set(index, { index, data, waiters: [{ resolve, reject }] })
+      if (!this.draining) void this.drain()
+    })
   }
 
-  private async writeNow (index: number, data: Uint8Array): Promise<void> {
-    if (this.have[index] === 1) return
+  private async drain (): Promise<void> {
+    this.draining = true
+    try {
+      while (this.queued.size > 0) {
+        const batch: QueuedWrite[] = []
+        for (const w of this.queued.values()) {
+          if (this.have[w.index] === 1) settle([w])
+          else batch.push(w)
+        }
+        this.queued.clear()
+        for (const run of adjacentRuns(batch.sort((a, b) => a.index - b.index))) {
+          try {
+            await this.writeRun(run)
+            settle(run)
+          } catch (err) {
+            settle(run, err as Error)
+          }
+        }
+      }
+    } finally {
+      this.draining = false
+    }
+  }
+
+  /** Writes pieces that are adjacent in the file, none of them written yet, in one span. */
+  private async writeRun (run: QueuedWrite[]): Promise<void> {
+    const first = run[0]
+    if (first === undefined) return
+    const position = first.index * this.init.manifest.pieceSize
+    const total = run.reduce((n, w) => n + w.data.length, 0)
     let done = 0
-    const position = index * this.init.manifest.pieceSize
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, position + done)
+    if (this.direct !== undefined && run.every((w) => isDirectIoReady(w.data))) {
+      try {
+        done = (await this.direct.writev(run.map((w) => w.data), position)).bytesWritten
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+        // The file system refused this alignment after all: the page cache it is, from now on.
+        await this.closeDirect()
+      }
+    }
+    while (done < total) {
+      const { bytesWritten } = await this.fh.writev(unwritten(run.map((w) => w.data), done), position + done)
+      if (bytesWritten === 0) throw new Error(`no progress writing ${total - done} bytes at ${position + done} of ${this.init.partPath}`)
       done += bytesWritten
     }
-    if (this.have[index] === 1) return
-    this.have[index] = 1
-    this.verified++
+    for (const w of run) {
+      if (this.have[w.index] === 1) continue
+      this.have[w.index] = 1
+      this.verified++
+    }
     this.dirty = true
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined
@@ -122,6 +233,7 @@ export class PieceStore {
     this.cancelFlushTimer()
     // A state write already under way must land before the state file is removed, not after.
     await this.flushing.catch(() => {})
+    await this.closeDirect()
     await this.fh.sync()
     await this.fh.close()
     await rename(this.init.partPath, finalPath)
@@ -134,8 +246,15 @@ export class PieceStore {
     try {
       await this.flush()
     } finally {
+      await this.closeDirect()
       await this.fh.close().catch(() => {})
     }
+  }
+
+  private async closeDirect (): Promise<void> {
+    const direct = this.direct
+    this.direct = undefined
+    await direct?.close().catch(() => {})
   }
 
   private cancelFlushTimer (): void {

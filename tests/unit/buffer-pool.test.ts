@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { BufferPool } from '../../src/node/buffer-pool.js'
+import { DIRECT_IO_ALIGN_BYTES } from '../../configs.js'
+import { BufferPool, isDirectIoReady } from '../../src/node/buffer-pool.js'
 
 describe('BufferPool', () => {
   it('hands back a returned buffer of its size instead of allocating', () => {
@@ -37,5 +38,36 @@ describe('BufferPool', () => {
     pool.give(backing.subarray(0, 64))
     pool.give(Buffer.from('x'.repeat(64))) // small Buffers come from Node's shared slab
     expect(pool.freeCount).toBe(0)
+  })
+})
+
+describe('BufferPool: aligned buffers for O_DIRECT', () => {
+  it('carves its first maxFree buffers of an aligned size from one slab, each ready for O_DIRECT', () => {
+    const pool = new BufferPool(2 * DIRECT_IO_ALIGN_BYTES, 3)
+    const bufs = [pool.take(2 * DIRECT_IO_ALIGN_BYTES), pool.take(2 * DIRECT_IO_ALIGN_BYTES), pool.take(2 * DIRECT_IO_ALIGN_BYTES)]
+    for (const b of bufs) expect(isDirectIoReady(b)).toBe(true)
+    expect(new Set(bufs.map((b) => b.buffer)).size).toBe(1)
+    expect(bufs.map((b) => b.byteOffset)).toEqual([0, 2 * DIRECT_IO_ALIGN_BYTES, 4 * DIRECT_IO_ALIGN_BYTES])
+    // Past the slab: plain memory, still usable, not promised aligned.
+    const extra = pool.take(2 * DIRECT_IO_ALIGN_BYTES)
+    expect(isDirectIoReady(extra)).toBe(false)
+    for (const b of bufs) pool.give(b)
+    expect(pool.freeCount).toBe(3)
+    expect(isDirectIoReady(pool.take(2 * DIRECT_IO_ALIGN_BYTES))).toBe(true)
+  })
+
+  it('gives no aligned buffers for a size that is not a multiple of the alignment, nor for the short last piece', () => {
+    const odd = new BufferPool(DIRECT_IO_ALIGN_BYTES + 512, 2)
+    expect(isDirectIoReady(odd.take(DIRECT_IO_ALIGN_BYTES + 512))).toBe(false)
+    const pool = new BufferPool(DIRECT_IO_ALIGN_BYTES, 2)
+    expect(isDirectIoReady(pool.take(100))).toBe(false)
+    expect(isDirectIoReady(Buffer.alloc(DIRECT_IO_ALIGN_BYTES))).toBe(false)
+  })
+
+  it('does not keep a slab buffer of another pool', () => {
+    const a = new BufferPool(DIRECT_IO_ALIGN_BYTES, 2)
+    const b = new BufferPool(DIRECT_IO_ALIGN_BYTES, 2)
+    b.give(a.take(DIRECT_IO_ALIGN_BYTES))
+    expect(b.freeCount).toBe(0)
   })
 })

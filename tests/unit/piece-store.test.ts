@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto'
+import { constants as fsConstants } from 'node:fs'
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { HASH_BYTES, MIN_PIECE_SIZE, OFF_THREAD_HASH_MIN_BYTES, PART_SUFFIX } from '../../configs.js'
 import { hashFile, pieceCount, pieceHash, pieceLength, sha256, sha256Off, type Manifest } from '../../src/node/manifest.js'
+import { BufferPool } from '../../src/node/buffer-pool.js'
 import { PieceStore, type PieceStoreInit } from '../../src/node/piece-store.js'
 
 /**
@@ -160,22 +162,114 @@ describe('PieceStore', () => {
     expect(onDisk.subarray(0, PIECE).equals(Buffer.alloc(PIECE))).toBe(true)
   })
 
-  it('writes begun together reach the file one at a time, each at its offset', async () => {
-    const store = await openStore()
-    const fh = (store as unknown as { fh: FileHandle }).fh
-    const write = fh.write.bind(fh) as (...args: unknown[]) => Promise<unknown>
+  /** Counts the store's calls of `writev` on one of its handles, and the most under way at once. */
+  function spyWritev (fh: FileHandle): { calls: number, most: number } {
+    const seen = { calls: 0, most: 0 }
     let active = 0
-    let most = 0
-    ;(fh as unknown as { write: (...args: unknown[]) => Promise<unknown> }).write = async (...args) => {
-      most = Math.max(most, ++active)
+    const writev = fh.writev.bind(fh) as (...args: unknown[]) => Promise<unknown>
+    ;(fh as unknown as { writev: (...args: unknown[]) => Promise<unknown> }).writev = async (...args) => {
+      seen.calls++
+      seen.most = Math.max(seen.most, ++active)
       try {
-        return await write(...args)
+        return await writev(...args)
       } finally {
         active--
       }
     }
-    await Promise.all(Array.from({ length: COUNT }, async (_, i) => await store.write(i, pieceBytes(i))))
-    expect(most).toBe(1)
+    return seen
+  }
+
+  it('writes begun together reach the file one at a time, the queued ones in one writev, each at its offset', async () => {
+    const store = await openStore({ directIo: false })
+    const seen = spyWritev((store as unknown as { fh: FileHandle }).fh)
+    // Out of order, as pieces complete: the first starts at once, the other five queue behind it.
+    await Promise.all([0, 4, 2, 5, 1, 3].map(async (i) => await store.write(i, pieceBytes(i))))
+    expect(seen.most).toBe(1)
+    expect(seen.calls).toBe(2)
+    expect(store.verifiedCount).toBe(COUNT)
+    await store.close()
+    expect((await readFile(init.partPath)).equals(content)).toBe(true)
+  })
+
+  it('queued pieces that are not adjacent are written as separate runs, none twice', async () => {
+    const store = await openStore({ directIo: false })
+    const seen = spyWritev((store as unknown as { fh: FileHandle }).fh)
+    await Promise.all([0, 1, 3, 4, 1].map(async (i) => await store.write(i, pieceBytes(i))))
+    expect(seen.calls).toBe(3) // [0], then [1] and [3, 4]: the second 1 waits for the first
+    expect(store.missing()).toEqual([2, 5])
+    await store.close()
+    const onDisk = await readFile(init.partPath)
+    for (const i of [0, 1, 3, 4]) expect(onDisk.subarray(i * PIECE, (i + 1) * PIECE).equals(pieceBytes(i))).toBe(true)
+    expect(onDisk.subarray(2 * PIECE, 3 * PIECE).equals(Buffer.alloc(PIECE))).toBe(true)
+  })
+
+  /** Whether the temporary directory's file system takes O_DIRECT (tmpfs does not). */
+  async function directIoWorks (): Promise<boolean> {
+    const flag = (fsConstants as Partial<Record<'O_DIRECT', number>>).O_DIRECT
+    if (flag === undefined) return false
+    const probe = path.join(dir, 'direct-probe')
+    await writeFile(probe, '')
+    try {
+      await (await open(probe, fsConstants.O_WRONLY | flag)).close()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  const alignedCopy = (pool: BufferPool, i: number): Buffer => {
+    const b = pool.take(pieceBytes(i).length)
+    pieceBytes(i).copy(b)
+    return b
+  }
+
+  it('pieces in aligned buffers go to the disk with O_DIRECT where the file system allows it; the tail through the page cache', async () => {
+    const store = await openStore()
+    const direct = (store as unknown as { direct: FileHandle | undefined }).direct
+    if (!(await directIoWorks())) {
+      expect(direct).toBeUndefined()
+      return
+    }
+    expect(direct).toBeDefined()
+    const directSeen = spyWritev(direct as FileHandle)
+    const bufferedSeen = spyWritev((store as unknown as { fh: FileHandle }).fh)
+    const pool = new BufferPool(PIECE, COUNT)
+    for (let i = 0; i < COUNT; i++) await store.write(i, alignedCopy(pool, i))
+    expect(directSeen.calls).toBe(FULL_PIECES)
+    expect(bufferedSeen.calls).toBe(1) // the short last piece
+    await store.finish(path.join(dir, 'dl', 'file.bin'))
+    expect((await readFile(path.join(dir, 'dl', 'file.bin'))).equals(content)).toBe(true)
+  })
+
+  it('directIo: false, or unaligned buffers, write through the page cache', async () => {
+    const off = await openStore({ directIo: false })
+    expect((off as unknown as { direct: FileHandle | undefined }).direct).toBeUndefined()
+    await off.close()
+    const store = await openStore()
+    const direct = (store as unknown as { direct: FileHandle | undefined }).direct
+    const directSeen = direct === undefined ? { calls: 0 } : spyWritev(direct)
+    for (let i = 0; i < COUNT; i++) await store.write(i, Buffer.from(pieceBytes(i))) // from Node's allocator: no alignment promised
+    expect(directSeen.calls).toBe(0)
+    await store.close()
+    expect((await readFile(init.partPath)).equals(content)).toBe(true)
+  })
+
+  it('a file system that refuses an O_DIRECT write (EINVAL) gets the piece through the page cache, and no more direct writes', async () => {
+    const store = await openStore()
+    const s = store as unknown as { direct: FileHandle | undefined }
+    if (s.direct === undefined) {
+      expect(await directIoWorks()).toBe(false)
+      return
+    }
+    let refused = 0
+    ;(s.direct as unknown as { writev: () => Promise<never> }).writev = async () => {
+      refused++
+      throw Object.assign(new Error('EINVAL: invalid argument, write'), { code: 'EINVAL' })
+    }
+    const pool = new BufferPool(PIECE, COUNT)
+    for (let i = 0; i < COUNT; i++) await store.write(i, alignedCopy(pool, i))
+    expect(refused).toBe(1)
+    expect(s.direct).toBeUndefined()
     expect(store.verifiedCount).toBe(COUNT)
     await store.close()
     expect((await readFile(init.partPath)).equals(content)).toBe(true)
