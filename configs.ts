@@ -77,6 +77,8 @@ export const MAX_CWND_DATAGRAMS = 8192
 export const INITIAL_RTO_MS = 500
 /** Before a path has an RTT, a lost HELLO is sent again after this long, doubling up to the RTO. */
 export const HELLO_FIRST_RETRY_MS = 100
+/** The first HELLO to a path with no RTT is sent once more when no answer came within this long (see PeerLink.copyDue). */
+export const HELLO_COPY_AFTER_MS = 10
 /** HELLO attempts whose answer is still accepted (each has its own txid). */
 export const MAX_HELLOS_OUTSTANDING = 4
 export const MIN_RTO_MS = 20

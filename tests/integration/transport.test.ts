@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS, PROBE_AFTER_DATAGRAMS } from '../../configs.js'
+import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, HELLO_COPY_AFTER_MS, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS, PROBE_AFTER_DATAGRAMS } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
@@ -224,6 +224,34 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect((hellos[1] as number) - (hellos[0] as number)).toBeLessThan(INITIAL_RTO_MS * 0.8)
     // The answer was an RTT sample: the link's RTO is already a few RTTs, not the initial one.
     expect(link.stats.rtoMs).toBeLessThan(INITIAL_RTO_MS)
+  })
+
+  it('the first HELLO to a path slower than HELLO_COPY_AFTER_MS gets one copy, which is no retry; a fast path gets none', async () => {
+    const count = (server: Endpoint): number[] => {
+      const sent: number[] = []
+      const serve = server.onPeerRequest
+      server.onPeerRequest = (msg, from) => {
+        if (msg.type === MessageType.Hello) sent.push(performance.now())
+        serve?.(msg, from)
+      }
+      return sent
+    }
+    const fast = await rig()
+    const fastHellos = count(fast.server)
+    await fetchRange(fast.link, 0, 10_000)
+    expect(fastHellos.length).toBe(1)
+
+    const DELAY_MS = 4 * HELLO_COPY_AFTER_MS
+    const slow = await rig({ fromTarget: { delayMs: DELAY_MS } })
+    const slowHellos = count(slow.server)
+    const got = await fetchRange(slow.link, 0, 10_000)
+    expect(got.bytes.equals(slow.data.subarray(0, 10_000))).toBe(true)
+    expect(slowHellos.length).toBe(2)
+    expect((slowHellos[1] as number) - (slowHellos[0] as number)).toBeGreaterThanOrEqual(HELLO_COPY_AFTER_MS - 1)
+    expect((slowHellos[1] as number) - (slowHellos[0] as number)).toBeLessThan(DELAY_MS)
+    // The RTT sample came from an answer: the RTO is a few RTTs, not a backed-off initial RTO.
+    expect(slow.link.stats.srttMs).toBeGreaterThanOrEqual(DELAY_MS)
+    expect(slow.link.stats.rtoMs).toBeLessThan(INITIAL_RTO_MS)
   })
 
   it('a REQUEST lost on the way is asked again once a later answer has run 9/8 RTT, not when the link goes quiet', async () => {
