@@ -216,3 +216,8 @@ await yargs(hideBin(process.argv))
   })
   .help()
   .parseAsync()
+  .catch((err: unknown) => {
+    // .fail() normally has it; a rejection that still gets here is one line too, never a stack.
+    process.stderr.write(`udptorrent: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(2)
+  })

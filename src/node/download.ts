@@ -217,9 +217,11 @@ export class Download {
       mark = t
     }
     lap('locate+manifest')
+    let directIo = store.directIo
     try {
       await this.fetchPieces(store, identity)
       lap('pieces')
+      directIo = store.directIo
       this.phase = 'finishing'
       await store.finish(finalPath)
       lap('sync+rename')
@@ -246,6 +248,7 @@ export class Download {
     logger.info({
       ...result,
       phases,
+      directIo,
       memory: process.memoryUsage(),
       owners: this.progress.owners.map((o) => ({
         nodeId: o.nodeId, state: o.state, complete: o.complete, bytes: o.bytes, bytesWhilePartial: o.bytesWhilePartial, goodputBytesPerSecond: Math.round(o.bytes / Math.max(seconds, 1e-3)), failures: o.failures, ...o.link

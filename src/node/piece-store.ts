@@ -116,6 +116,8 @@ export class PieceStore {
   }
 
   get verifiedCount (): number { return this.verified }
+  /** Whether aligned pieces still go to the disk with O_DIRECT (false: everything through the page cache). */
+  get directIo (): boolean { return this.direct !== undefined }
   get verifiedBytes (): number {
     let n = 0
     for (let i = 0; i < this.count; i++) if (this.have[i] === 1) n += this.pieceLength(i)

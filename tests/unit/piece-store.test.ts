@@ -231,6 +231,7 @@ describe('PieceStore', () => {
       return
     }
     expect(direct).toBeDefined()
+    expect(store.directIo).toBe(true)
     const directSeen = spyWritev(direct as FileHandle)
     const bufferedSeen = spyWritev((store as unknown as { fh: FileHandle }).fh)
     const pool = new BufferPool(PIECE, COUNT)
@@ -270,6 +271,7 @@ describe('PieceStore', () => {
     for (let i = 0; i < COUNT; i++) await store.write(i, alignedCopy(pool, i))
     expect(refused).toBe(1)
     expect(s.direct).toBeUndefined()
+    expect(store.directIo).toBe(false)
     expect(store.verifiedCount).toBe(COUNT)
     await store.close()
     expect((await readFile(init.partPath)).equals(content)).toBe(true)
