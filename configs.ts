@@ -87,8 +87,6 @@ export const MAX_RTO_MS = 4_000
 export const LOSS_REORDER_THRESHOLD = 3
 /** ...or when 9/8 RTT passed since a later one arrived. */
 export const LOSS_TIME_THRESHOLD = 9 / 8
-/** The least time a loss waits for reordering (RFC 9002 kGranularity). */
-export const LOSS_TIME_GRANULARITY_MS = 1
 /** A peer that sent nothing for this long while we waited on it is declared dead. */
 export const PEER_IDLE_TIMEOUT_MS = 5_000
 /**

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import {
   BLACK_HOLE_TIMEOUTS, DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, HELLO_COPY_AFTER_MS, HELLO_FIRST_RETRY_MS, LOSS_REORDER_THRESHOLD,
-  LOSS_TIME_GRANULARITY_MS, LOSS_TIME_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, MAX_HELLOS_OUTSTANDING, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
+  LOSS_TIME_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, MAX_HELLOS_OUTSTANDING, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
 } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type HelloAckMsg, type RejectMsg, type Stream } from '../messages/index.js'
 import { createCongestionController, type CongestionController } from './congestion.js'
@@ -95,7 +95,7 @@ interface Request {
   sentAt: number
   lastActivity: number
   sampled: boolean
-  /** When data of a later request first arrived after this one's last (0 until then, and again when its own data comes). */
+  /** Not begun, when data of a later request first arrived (0 until then): from then on it is quiet. */
   overtakenAt: number
   open: boolean
 }
@@ -487,7 +487,6 @@ export class PeerLink {
       this.updatePacer()
     }
     req.lastActivity = now
-    req.overtakenAt = 0
     if (req.state[i] === WAITING) {
       req.waiting--
       this.inflight--
@@ -521,26 +520,21 @@ export class PeerLink {
   }
 
   /**
-   * RFC 9002 time threshold across requests. The owner answers requests in order, so once data of
-   * a later request arrives, an earlier one still missing blocks had them sent before that data:
-   * they are lost once they are later than reordering explains, 1/8 RTT after the overtaking
-   * (RFC 9002's 9/8 RTT from sending, less the RTT the later data took). That is a lost tail found
-   * within a few milliseconds; measured from the earlier request's own last datagram, a full 9/8
-   * RTT, it held each piece that lost its last datagram for an extra round trip at 5 % loss. An
-   * earlier one that never began had its REQUEST lost, or dropped at the owner's cap; it waits the
-   * full 9/8 RTT from the overtaking, since the owner may still be reading for it. (Waiting for the
-   * link to go quiet instead stalls every other fetch behind it.)
+   * RFC 9002 time threshold across requests: the owner answers requests in order, so once data of
+   * a later request arrives, an earlier one that has been quiet for 9/8 RTT lost whatever it still
+   * misses, its tail included, without waiting for a full RTO. An earlier one that never began is
+   * quiet since later data first overtook it: its REQUEST was lost, or dropped at the owner's cap.
+   * (Waiting for the link to go quiet instead stalls every other fetch behind it.)
    */
   private detectLossBefore (req: Request, now: number): void {
     if (this.open[0] === req || this.open[0] === undefined) return
-    const rtt = Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
-    const notBegun = LOSS_TIME_THRESHOLD * rtt
-    const reordered = Math.max(LOSS_TIME_GRANULARITY_MS, (LOSS_TIME_THRESHOLD - 1) * rtt)
+    const threshold = LOSS_TIME_THRESHOLD * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
     for (const earlier of [...this.open]) {
       if (earlier === req) break
       if (earlier.sentAt >= req.sentAt) continue
-      if (earlier.overtakenAt === 0) earlier.overtakenAt = now
-      if (now - earlier.overtakenAt > (earlier.sampled ? reordered : notBegun)) {
+      if (!earlier.sampled && earlier.overtakenAt === 0) earlier.overtakenAt = now
+      const quietSince = earlier.sampled ? earlier.lastActivity : earlier.overtakenAt
+      if (now - quietSince > threshold) {
         for (let j = 0; j < earlier.state.length; j++) {
           if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
         }
