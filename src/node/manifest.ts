@@ -60,11 +60,19 @@ export async function hashWholeFile (file: string, chunkBytes: number): Promise<
   const fh = await open(file, 'r')
   try {
     const h = createHash('sha256')
-    const buf = Buffer.allocUnsafe(chunkBytes)
+    // Two buffers: the next chunk is read while this one is hashed. A download written with
+    // O_DIRECT is not in the page cache, and reading it back costs as long as hashing it.
+    let current = Buffer.allocUnsafe(chunkBytes)
+    let next = Buffer.allocUnsafe(chunkBytes)
+    let position = 0
+    let reading: Promise<{ bytesRead: number }> = fh.read(current, 0, chunkBytes, position)
     for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      const { bytesRead } = await reading
       if (bytesRead === 0) break
-      h.update(buf.subarray(0, bytesRead))
+      position += bytesRead
+      reading = fh.read(next, 0, chunkBytes, position)
+      h.update(current.subarray(0, bytesRead))
+      ;[current, next] = [next, current]
     }
     return h.digest('hex')
   } finally {
