@@ -217,11 +217,11 @@ export class Download {
       mark = t
     }
     lap('locate+manifest')
-    let directIo = store.directIo
+    let directIo: boolean
     try {
       await this.fetchPieces(store, identity)
       lap('pieces')
-      directIo = store.directIo
+      directIo = store.directIo // before finish() closes the O_DIRECT handle
       this.phase = 'finishing'
       await store.finish(finalPath)
       lap('sync+rename')

@@ -123,7 +123,6 @@ export class PeerLink {
   /** HELLOs sent and not answered yet, oldest first; any one's answer completes the handshake. */
   private hellos: Array<{ txid: number, sentAt: number }> = []
   private helloAttempts = 0
-  private helloCopied = false
   private deliveredSinceProbe = 0
   private readonly fullLadder: number[]
   private timeoutsInARow = 0
@@ -298,7 +297,7 @@ export class PeerLink {
    * and it is not a retry: it neither backs off the RTO nor counts as an attempt.
    */
   private copyDue (): boolean {
-    return !this.helloCopied && this.helloAttempts === 1 && this.hellos.length === 1 && this.rtt.srtt === undefined
+    return this.helloAttempts === 1 && this.hellos.length === 1 && this.rtt.srtt === undefined
   }
 
   /**
@@ -317,7 +316,6 @@ export class PeerLink {
     if (latest === undefined) return
     if (this.copyDue()) {
       if (now >= latest.sentAt + HELLO_COPY_AFTER_MS) {
-        this.helloCopied = true
         this.sendHello(false)
       } else {
         this.armTimer(latest.sentAt + HELLO_COPY_AFTER_MS)
@@ -338,7 +336,6 @@ export class PeerLink {
     for (const h of this.hellos) this.endpoint.release(h.txid)
     this.hellos = []
     this.helloAttempts = 0
-    this.helloCopied = false
   }
 
   /** How long the pacer and the node's download limit want the next request of `bytes` held back. */
