@@ -20,9 +20,7 @@ export interface CongestionController {
   onTimeout: (now: number) => void
   /**
    * The datagram size changed by `factor` (new / old): the window, counted in datagrams, is
-   * rescaled so that it stands for the same bytes in flight. A window still in its first slow
-   * start (no reduction yet) keeps at least the initial window at the new size, the window a new
-   * link to a host of that size starts with (RFC 9002 §7.2 recomputes the initial window too).
+   * rescaled so that it stands for the same bytes in flight.
    */
   rescale: (factor: number) => void
 }
@@ -41,15 +39,13 @@ export interface NewRenoInit {
 export class NewReno implements CongestionController {
   readonly name = 'newreno'
   private window: number
-  private readonly initial: number
   private ssthresh = Infinity
   private recoveryStart = -Infinity
   private readonly min: number
   private readonly max: number
 
   constructor (init: NewRenoInit = {}) {
-    this.initial = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
-    this.window = this.initial
+    this.window = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
     this.min = init.minCwnd ?? MIN_CWND_DATAGRAMS
     this.max = init.maxCwnd ?? MAX_CWND_DATAGRAMS
   }
@@ -78,8 +74,7 @@ export class NewReno implements CongestionController {
   }
 
   rescale (factor: number): void {
-    const floor = this.ssthresh === Infinity && this.recoveryStart === -Infinity ? this.initial : this.min
-    this.window = Math.min(this.max, Math.max(floor, this.window / factor))
+    this.window = Math.min(this.max, Math.max(this.min, this.window / factor))
     if (Number.isFinite(this.ssthresh)) this.ssthresh = Math.max(this.min, this.ssthresh / factor)
   }
 }
@@ -103,7 +98,6 @@ export interface LedbatInit extends NewRenoInit {
 export class Ledbat implements CongestionController {
   readonly name = 'ledbat'
   private window: number
-  private readonly initial: number
   private slowStart = true
   private readonly min: number
   private readonly max: number
@@ -121,8 +115,7 @@ export class Ledbat implements CongestionController {
   private ssthresh = Infinity
 
   constructor (init: LedbatInit = {}) {
-    this.initial = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
-    this.window = this.initial
+    this.window = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
     this.min = init.minCwnd ?? MIN_CWND_DATAGRAMS
     this.max = init.maxCwnd ?? MAX_CWND_DATAGRAMS
     this.minTarget = init.minTargetMs ?? LEDBAT_MIN_TARGET_MS
@@ -212,8 +205,7 @@ export class Ledbat implements CongestionController {
   }
 
   rescale (factor: number): void {
-    const floor = this.slowStart && this.lastReduction === -Infinity ? this.initial : this.min
-    this.window = Math.min(this.max, Math.max(floor, this.window / factor))
+    this.window = Math.min(this.max, Math.max(this.min, this.window / factor))
     if (Number.isFinite(this.ssthresh)) this.ssthresh = Math.max(this.min, this.ssthresh / factor)
   }
 }
