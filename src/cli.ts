@@ -59,13 +59,18 @@ function rate (value: string | undefined, flag: string): number | undefined {
 
 // The config file is read before parsing: its values sit between the environment and the defaults
 // (yargs precedence: flag > UDPTORRENT_* env > config objects > defaults). A bad file: one line, exit 2.
+/** A usage or start-up error: one line on stderr, exit code 2, never a stack. */
+function exitWithUsageError (message: string): never {
+  process.stderr.write(`udptorrent: ${message}\n`)
+  process.exit(2)
+}
+
 let configFile: ConfigFile | undefined
 try {
   configFile = loadConfigFile(hideBin(process.argv))
 } catch (err) {
   if (!(err instanceof ConfigFileError)) throw err
-  process.stderr.write(`udptorrent: ${err.message}\n`)
-  process.exit(2)
+  exitWithUsageError(err.message)
 }
 
 const common = <T>(y: Argv<T>) => y
@@ -210,14 +215,8 @@ await yargs(hideBin(process.argv))
   })
   .demandCommand(1, 'name a command: tracker, node or simulate')
   .strict()
-  .fail((msg, err) => {
-    process.stderr.write(`udptorrent: ${err?.message ?? msg}\n`)
-    process.exit(2)
-  })
+  .fail((msg, err) => exitWithUsageError(err?.message ?? msg))
   .help()
   .parseAsync()
-  .catch((err: unknown) => {
-    // .fail() normally has it; a rejection that still gets here is one line too, never a stack.
-    process.stderr.write(`udptorrent: ${err instanceof Error ? err.message : String(err)}\n`)
-    process.exit(2)
-  })
+  // .fail() normally has it; a rejection that still gets here is one line too.
+  .catch((err: unknown) => exitWithUsageError(err instanceof Error ? err.message : String(err)))
