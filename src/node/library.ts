@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { DEFAULT_PIECE_SIZE, MAX_OPEN_SERVE_HANDLES, NODE_STATE_DIR, PART_SUFFIX, SHARED_FILE_RECHECK_MS } from '../../configs.js'
 import { checkFileName, Stream, type FileIdentity } from '../messages/index.js'
 import type { BlockSource, ServedResource } from '../transport/block-server.js'
+import { CoveredBytes } from './covered-bytes.js'
 import { hashFile, pieceCount, pieceLength, readFully, type Manifest } from './manifest.js'
 
 /** A file this node cannot share (missing, not a regular file, outside its folder). */
@@ -45,8 +46,8 @@ export interface LibraryInit {
   superSeed?: boolean
 }
 
-/** Which peer first got each piece of a super-seeded file, and how much of each was sent to it. */
-interface SuperSeedState { firstPeer: Map<number, string>, count: number, sentBytes: Map<number, number>, delivered: number }
+/** Which peer first got each piece of a super-seeded file, and which of its bytes were sent to it. */
+interface SuperSeedState { firstPeer: Map<number, string>, count: number, sent: Map<number, CoveredBytes>, delivered: number }
 
 /** The pieces that a non-empty byte range touches, as indexes first..last. */
 function piecesOf (manifest: Manifest, offset: number, length: number): { first: number, last: number } {
@@ -178,7 +179,7 @@ export class Library implements BlockSource {
     const key = manifest.contentHash.toString('hex')
     let state = this.superSeeds.get(key)
     if (state === undefined) {
-      state = { firstPeer: new Map(), count: pieceCount(manifest.size, manifest.pieceSize), sentBytes: new Map(), delivered: 0 }
+      state = { firstPeer: new Map(), count: pieceCount(manifest.size, manifest.pieceSize), sent: new Map(), delivered: 0 }
       this.superSeeds.set(key, state)
     }
     return state
@@ -191,11 +192,11 @@ export class Library implements BlockSource {
       if (state.firstPeer.get(p) !== peer) continue
       const start = p * manifest.pieceSize
       const full = pieceLength(manifest.size, manifest.pieceSize, p)
-      const overlap = Math.min(offset + length, start + full) - Math.max(offset, start)
-      const before = state.sentBytes.get(p) ?? 0
-      if (before >= full) continue
-      state.sentBytes.set(p, before + overlap)
-      if (before + overlap >= full) state.delivered++
+      let covered = state.sent.get(p)
+      if (covered === undefined) state.sent.set(p, covered = new CoveredBytes())
+      if (covered.bytes >= full) continue
+      covered.add(Math.max(offset, start), Math.min(offset + length, start + full))
+      if (covered.bytes >= full) state.delivered++
     }
   }
 

@@ -228,8 +228,9 @@ export class BlockServer {
     const sent = own.tail.then(async () => await read).then(async (data) => {
       own.waiting.delete(msg)
       if (own.cancelled.has(msg)) return
-      await this.sendData(msg, from, data, () => own.cancelled.has(msg))
-      if (msg.stream === Stream.Content) resource.served?.(msg.offset, msg.length, peer)
+      // Only what left counts: a CANCEL or a send error can stop an answer part way.
+      const sentBytes = await this.sendData(msg, from, data, () => own.cancelled.has(msg))
+      if (msg.stream === Stream.Content && sentBytes > 0) resource.served?.(msg.offset, sentBytes, peer)
     }, (err: unknown) => {
       this.stats.readErrors++
       this.init.logger?.warn({ err, offset: msg.offset, length: msg.length }, 'read for a peer failed')
@@ -250,10 +251,12 @@ export class BlockServer {
    * Sends a response datagram by datagram. Under an upload limit each datagram waits for its own
    * tokens: the first leaves at once and the rest stream at the rate, so the requester's RTT
    * samples (taken on the first datagram) see the real queue, not a whole response's worth of wait.
+   * Returns the bytes sent, from the start of the range: fewer than asked when cancelled or failed.
    */
-  private async sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer, cancelled: () => boolean): Promise<void> {
+  private async sendData (msg: RequestMsg, to: RemoteAddress, data: Buffer, cancelled: () => boolean): Promise<number> {
     const payloadBytes = msg.datagramBytes - DATA_HEADER_BYTES
     const { endpoint, uploadLimiter } = this.init
+    let sent = 0
     try {
       for (let at = 0; at < data.length; at += payloadBytes) {
         const chunk = data.subarray(at, Math.min(at + payloadBytes, data.length))
@@ -261,10 +264,11 @@ export class BlockServer {
           const wait = uploadLimiter.delayFor(chunk.length)
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
           // A CANCEL may have come while this waited for the upload limit: the rest is not wanted.
-          if (cancelled()) return
+          if (cancelled()) return sent
           uploadLimiter.take(chunk.length)
         }
         endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
+        sent += chunk.length
         this.stats.datagramsSent++
         this.stats.bytesSent += chunk.length
         if (msg.stream === Stream.Content) {
@@ -274,8 +278,9 @@ export class BlockServer {
       }
     } catch (err) {
       this.init.logger?.debug({ err }, 'send to peer failed')
-      return
+      return sent
     }
-    this.init.onServed?.(to, msg.stream, data.length)
+    this.init.onServed?.(to, msg.stream, sent)
+    return sent
   }
 }

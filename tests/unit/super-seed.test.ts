@@ -44,6 +44,19 @@ describe('super-seeding', () => {
     expect(claim(2, 'c')).toBe(true)
   })
 
+  it('counts a piece sent when each of its bytes went out, not when the bytes sent add up to its size', async () => {
+    const { library, resource } = await sharedFile(true)
+    for (let p = 0; p < 4; p++) expect(resource.claim?.(p * PIECE, Math.min(PIECE, 3.5 * PIECE - p * PIECE), 'a')).toBe(true)
+    resource.served?.(PIECE, 2 * PIECE, 'a')
+    resource.served?.(3 * PIECE, PIECE / 2, 'a')
+    // The first half of piece 0, twice (a re-request after a timeout): 16 KiB sent, half the piece.
+    resource.served?.(0, PIECE / 2, 'a')
+    resource.served?.(0, PIECE / 2, 'a')
+    expect(library.superSeedPending()).toBe(true)
+    resource.served?.(PIECE / 2, PIECE / 2, 'a')
+    expect(library.superSeedPending()).toBe(false)
+  })
+
   it('is off by default: every peer may have every piece', async () => {
     const { library, resource } = await sharedFile(false)
     expect(resource.claim).toBeUndefined()
