@@ -138,7 +138,12 @@ export class PeerLink {
   private readonly fetches: Fetch[] = []
   private readonly byTxid = new Map<number, Request>()
   private readonly open: Request[] = []
-  private inflight = 0
+  /**
+   * Bytes of data datagrams asked for and not yet received or declared lost. The window counts
+   * datagrams of the link's current size, but a fetch keeps the block size it began with, so
+   * outstanding blocks are summed in bytes and converted (see inflight).
+   */
+  private inflightBytes = 0
   private lastHeard = 0
   private timer: NodeJS.Timeout | undefined
   private timerAt = Infinity
@@ -178,6 +183,9 @@ export class PeerLink {
     return true
   }
 
+  /** Outstanding data in datagrams of the link's current size (fractional while older fetches run). */
+  private get inflight (): number { return this.inflightBytes / this.datagramBytes }
+
   get stats (): PeerLinkStats {
     return {
       srttMs: this.rtt.srtt,
@@ -185,7 +193,7 @@ export class PeerLink {
       minRttMs: this.rtt.minRtt,
       rtoMs: this.rtt.rto,
       cwnd: this.cc.cwnd,
-      inflight: this.inflight,
+      inflight: Math.ceil(this.inflight),
       datagramBytes: this.datagramBytes,
       ...this.counters
     }
@@ -246,12 +254,15 @@ export class PeerLink {
     const batch = Math.max(1, Math.min(MAX_DATAGRAMS_PER_REQUEST, Math.floor(cwnd / 4)))
     for (const fetch of this.fetches) {
       this.sizeBlocks(fetch)
+      // Room and batch in this fetch's blocks, which may be smaller than the link's datagrams now.
+      const blocksPerDatagram = this.datagramBytes / fetch.datagramBytes
+      const fetchBatch = Math.max(1, Math.floor(batch * blocksPerDatagram))
       for (;;) {
-        const room = cwnd - this.inflight
+        const room = Math.floor((cwnd - this.inflight) * blocksPerDatagram)
         if (room <= 0) return
-        if (room < batch && this.inflight > 0 && room < this.blocksLeftToRequest(fetch)) return
+        if (room < fetchBatch && this.inflightBytes > 0 && room < this.blocksLeftToRequest(fetch)) return
         if (this.blocksLeftToRequest(fetch) === 0) break
-        const wait = this.sendDelay(Math.min(room, batch) * fetch.payloadBytes)
+        const wait = this.sendDelay(Math.min(room, fetchBatch) * fetch.payloadBytes)
         if (wait > 0) {
           this.pumpTimer = setTimeout(() => { this.pumpTimer = undefined; this.pump() }, Math.max(1, wait))
           return
@@ -420,7 +431,7 @@ export class PeerLink {
     fetch.txids.push(req.txid)
     this.byTxid.set(req.txid, req)
     this.open.push(req)
-    this.inflight += count
+    this.inflightBytes += count * fetch.datagramBytes
     let length = 0
     for (let b = firstBlock; b < firstBlock + count; b++) length += this.blockLength(fetch, b)
     this.counters.requestsSent++
@@ -486,7 +497,7 @@ export class PeerLink {
     req.lastActivity = now
     if (req.state[i] === WAITING) {
       req.waiting--
-      this.inflight--
+      this.inflightBytes -= fetch.datagramBytes
     }
     req.state[i] = RECEIVED
     if (fetch.received[block] === 1) {
@@ -494,7 +505,11 @@ export class PeerLink {
     } else {
       this.deliver(fetch, block, msg.offset, msg.payload)
       this.deliveredSinceProbe++
-      this.cc.onDelivered(1, now)
+      // The window counts datagrams of the link's current size; a fetch begun at a smaller size
+      // still delivers its smaller blocks. Counted as whole datagrams, a link probed from 1200 to
+      // 65000 B grew its window by 54 times the bytes delivered: cwnd 4 to 98 in 7 ms against a
+      // 10 MB/s owner, whose queue then held 800 ms of requests.
+      this.cc.onDelivered(fetch.datagramBytes / this.datagramBytes, now)
       this.maybeProbe()
     }
     // RFC 9002 packet threshold: an owner sends a response in offset order, so a block still
@@ -543,7 +558,7 @@ export class PeerLink {
   private markLost (req: Request, i: number, now: number, congestion = true): void {
     req.state[i] = LOST
     req.waiting--
-    this.inflight--
+    this.inflightBytes -= req.fetch.datagramBytes
     const block = req.firstBlock + i
     // A block that came in the answer to another request (a re-request's, or the late original's)
     // was not lost: no retransmission, and no congestion signal.
@@ -580,7 +595,7 @@ export class PeerLink {
           this.counters.cancelsSent++
           this.endpoint.send(encode({ type: MessageType.Cancel, txid, cookie: this.cookie }), this.remote)
         }
-        this.inflight -= req.waiting
+        this.inflightBytes -= req.waiting * fetch.datagramBytes
         req.waiting = 0
         this.closeRequest(req)
         this.byTxid.delete(txid)

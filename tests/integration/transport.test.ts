@@ -383,6 +383,29 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(link.stats.probesSent).toBe(DATAGRAM_PROBE_LADDER.filter((size) => size > DATAGRAM_BYTES).length)
   })
 
+  it('a fetch begun at the base size, still running after the link probed up, is counted in bytes: the window does not balloon', async () => {
+    const { data, source } = await rig()
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const cc = new NewReno()
+    let link: PeerLink | undefined
+    // What the window is credited with, in bytes at the link's datagram size when credited.
+    let credited = 0
+    const onDelivered = cc.onDelivered.bind(cc)
+    cc.onDelivered = (datagrams: number) => {
+      credited += datagrams * (link?.stats.datagramBytes ?? DATAGRAM_BYTES)
+      onDelivered(datagrams)
+    }
+    link = await probingLink(source, undefined, cc)
+    // One fetch of 3 MB at 1200 B: it keeps its blocks after the probes confirm 65000 B.
+    const got = await fetchRange(link, 0, SIZE)
+    expect(got.bytes.equals(data)).toBe(true)
+    expect(link.stats.datagramBytes).toBe(top)
+    // Each 1200 B datagram counted as one of 65000 B credited the window with 54 times the bytes.
+    expect(credited).toBeGreaterThan(SIZE)
+    expect(credited).toBeLessThan(1.1 * SIZE * DATAGRAM_BYTES / PAYLOAD_BYTES)
+    expect(link.stats.inflight).toBe(0)
+  })
+
   it('a probe answer is kept: the blocks of its fetch it covers are delivered, not fetched again', async () => {
     const { data, source } = await rig()
     // A window of 4 datagrams, so the piece is still mostly unasked for when the probes come back.
