@@ -87,9 +87,33 @@ const heartbeatMs = (s: number | undefined): number | undefined => {
   return Math.round(s * 1000)
 }
 
+const ENV_PREFIX = 'UDPTORRENT'
+
+/**
+ * One environment serves every command: UDPTORRENT_UPLOAD_LIMIT is meant for nodes, and a tracker
+ * or a simulation started from the same shell must not refuse it as an unknown argument under
+ * .strict(). A key this command does not know is dropped when it came from the environment only;
+ * an unknown flag on the command line is still refused.
+ */
+function dropOtherCommandsEnv (argv: Record<string, unknown>, y?: unknown): void {
+  // yargs passes itself as a second argument and has getOptions(), the options of the command that
+  // runs; the typings leave both out.
+  if (typeof (y as { getOptions?: unknown } | undefined)?.getOptions !== 'function') return
+  const known = new Set(Object.keys((y as { getOptions: () => { key: Record<string, unknown> } }).getOptions().key))
+  const cliArgs = hideBin(process.argv)
+  for (const key of Object.keys(argv)) {
+    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+    if (key === '_' || key === '$0' || known.has(key) || known.has(flag)) continue
+    const fromEnv = process.env[`${ENV_PREFIX}_${flag.replace(/-/g, '_').toUpperCase()}`] !== undefined
+    const onCommandLine = cliArgs.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`) || a === `--no-${flag}`)
+    if (fromEnv && !onCommandLine) Reflect.deleteProperty(argv, key)
+  }
+}
+
 await yargs(hideBin(process.argv))
   .scriptName('udptorrent')
-  .env('UDPTORRENT')
+  .env(ENV_PREFIX)
+  .middleware(dropOtherCommandsEnv, true)
   .command('tracker', 'run the tracker (UDP)', (y) => common(y)
     .option('port', { type: 'number', default: DEFAULT_TRACKER_PORT, describe: 'UDP port (0 = ephemeral)' })
     .option('max-owners', { type: 'number', describe: 'K: the most owners one NEED reply lists' })

@@ -207,6 +207,20 @@ describe('config file', () => {
   })
 })
 
+describe('the environment', () => {
+  it('a node-only UDPTORRENT_* setting does not stop a tracker from starting; an unknown flag still does', async () => {
+    const h = await home()
+    const env = { UDPTORRENT_UPLOAD_LIMIT: '5MB/s', UDPTORRENT_DIRECT_IO: 'false' }
+    const tracker = spawnUdptorrent('tracker', ['tracker', '--home', h, '--port', '0'], env)
+    await tracker.waitForLine(/^tracker listening on /)
+    tracker.kill('SIGTERM')
+    expect(await tracker.waitExit()).toBe(0)
+    const bad = spawnUdptorrent('tracker', ['tracker', '--home', h, '--port', '0', '--upload-limit', '5MB/s'], env)
+    expect(await bad.waitExit()).toBe(2)
+    expect(bad.stderr.join('\n')).toMatch(/Unknown argument/)
+  })
+})
+
 describe('status', () => {
   it('shows a table of downloads with per-owner transport stats, uploads and peers; no escape codes without a TTY', async () => {
     const { h, tracker, seed } = await seeded(20 * MB)
