@@ -98,8 +98,9 @@ const ENV_PREFIX = 'UDPTORRENT'
 function dropOtherCommandsEnv (argv: Record<string, unknown>, y?: unknown): void {
   // yargs passes itself as a second argument and has getOptions(), the options of the command that
   // runs; the typings leave both out.
-  if (typeof (y as { getOptions?: unknown } | undefined)?.getOptions !== 'function') return
-  const known = new Set(Object.keys((y as { getOptions: () => { key: Record<string, unknown> } }).getOptions().key))
+  const parser = y as { getOptions?: () => { key: Record<string, unknown> } } | undefined
+  if (typeof parser?.getOptions !== 'function') return
+  const known = new Set(Object.keys(parser.getOptions().key))
   const cliArgs = hideBin(process.argv)
   for (const key of Object.keys(argv)) {
     const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)

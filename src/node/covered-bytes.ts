@@ -4,11 +4,10 @@
  * after a timeout) must not count twice, or a piece half sent would look whole.
  */
 export class CoveredBytes {
-  private readonly intervals: Array<[number, number]> = []
-  private total = 0
+  private intervals: Array<[number, number]> = []
 
   /** Bytes covered so far, each counted once. */
-  get bytes (): number { return this.total }
+  get bytes (): number { return this.intervals.reduce((sum, [a, b]) => sum + b - a, 0) }
 
   /** Covers [start, end); overlapping or touching intervals merge. */
   add (start: number, end: number): void {
@@ -24,8 +23,6 @@ export class CoveredBytes {
       }
     }
     kept.push([s, e])
-    kept.sort((x, y) => x[0] - y[0])
-    this.intervals.splice(0, this.intervals.length, ...kept)
-    this.total = kept.reduce((sum, [a, b]) => sum + b - a, 0)
+    this.intervals = kept.sort((x, y) => x[0] - y[0])
   }
 }
