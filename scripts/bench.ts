@@ -27,7 +27,7 @@ import { copyFile, link, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'n
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CLI, killAll, Proc, spawnCli } from '../src/harness/processes.js'
+import { CLI, killAll, NODE_ARGS, Proc, spawnCli } from '../src/harness/processes.js'
 
 // ---- where things are ---------------------------------------------------------------------------
 
@@ -52,9 +52,10 @@ const SCENARIOS = ['loopback', 'owners4', 'lossy', 'core', 'memory', 'netlab'] a
 type ScenarioName = typeof SCENARIOS[number]
 
 function usage (): never {
-  console.log(`usage: node dist/scripts/bench.js [${SCENARIOS.join('|')} ...] [--quick] [--reps N] [--keep]
+  console.log(`usage: node dist/scripts/bench.js [${SCENARIOS.join('|')} ...] [--quick] [--reps N] [--keep] [--cpu-prof DIR]
   default: every scenario; --quick: smaller files; --reps N: run each udptorrent measurement N times
-  and report the median; --keep: keep the temporary homes and logs`)
+  and report the median; --keep: keep the temporary homes and logs; --cpu-prof DIR: every udptorrent
+  process writes a V8 CPU profile (node --cpu-prof) into DIR`)
   process.exit(2)
 }
 
@@ -62,6 +63,7 @@ const argv = process.argv.slice(2)
 const QUICK = argv.includes('--quick')
 const KEEP = argv.includes('--keep')
 let REPS = 1
+let CPU_PROF_DIR: string | undefined
 const selected: ScenarioName[] = []
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i] as string
@@ -69,6 +71,12 @@ for (let i = 0; i < argv.length; i++) {
   if (a === '--reps') {
     REPS = Math.max(1, Math.floor(Number(argv[++i])))
     if (!Number.isFinite(REPS)) usage()
+    continue
+  }
+  if (a === '--cpu-prof') {
+    CPU_PROF_DIR = argv[++i]
+    if (CPU_PROF_DIR === undefined) usage()
+    CPU_PROF_DIR = path.resolve(CPU_PROF_DIR)
     continue
   }
   if (a === '--help' || a === '-h') usage()
@@ -400,9 +408,12 @@ const DOWNLOADER_ID = 100
 
 interface Placement { ns?: string, host: string }
 
+/** The bin's node flags, plus a profile per process when --cpu-prof asks for one. */
+const LAUNCH_NODE_ARGS = CPU_PROF_DIR === undefined ? NODE_ARGS : [...NODE_ARGS, '--cpu-prof', `--cpu-prof-dir=${CPU_PROF_DIR}`]
+
 function launch (name: string, where: Placement, args: string[]): Proc {
-  if (where.ns === undefined) return spawnCli(name, args)
-  const child = spawn('ip', ['netns', 'exec', where.ns, process.execPath, CLI, ...args], {
+  if (where.ns === undefined) return spawnCli(name, args, 'ignore', LAUNCH_NODE_ARGS)
+  const child = spawn('ip', ['netns', 'exec', where.ns, process.execPath, ...LAUNCH_NODE_ARGS, CLI, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, UDPTORRENT_HOME: undefined }
   })

@@ -101,7 +101,7 @@ export class Proc {
 }
 
 /** The node flags the bin's shebang gives; a direct `node cli.js` would miss them. */
-const NODE_ARGS = [`--max-semi-space-size=${V8_MAX_SEMI_SPACE_MB}`]
+export const NODE_ARGS = [`--max-semi-space-size=${V8_MAX_SEMI_SPACE_MB}`]
 
 export function spawnCli (name: string, args: string[], stdin: 'pipe' | 'ignore' = 'ignore', nodeArgs: string[] = NODE_ARGS): Proc {
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: [stdin, 'pipe', 'pipe'], env: { ...process.env, UDPTORRENT_HOME: undefined } })
