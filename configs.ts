@@ -135,6 +135,21 @@ export const LEDBAT_LOSS_DELAY_FRACTION = 1
 export const LEDBAT_LOSS_BETA = 0.7
 /** The base (propagation) RTT is the minimum over this long, so a route change is eventually seen. */
 export const LEDBAT_BASE_HISTORY_MS = 10_000
+/** Bottleneck bandwidth is the maximum delivery rate over this many rounds (BBR uses 10)... */
+export const BTLBW_FILTER_ROUNDS = 10
+/** ...and the pipe is full when it grew by less than this factor over FULL_PIPE_ROUNDS rounds (BBR: 1.25, 3). */
+export const FULL_PIPE_GROWTH = 1.25
+export const FULL_PIPE_ROUNDS = 3
+/** A delivery-rate round lasts the RTT, but at least this long: on loopback one RTT holds a few event-loop turns. */
+export const DELIVERY_ROUND_MIN_MS = 1
+/**
+ * With a full pipe the window is capped at this multiple of bottleneck rate × base RTT. The headroom
+ * is what lets the estimate grow; beyond it, datagrams only queue (netlab's 1000-packet queue
+ * holds about a quarter of a 20 ms, 100 MB/s path's BDP beyond the packets on the wire).
+ */
+export const BDP_CWND_GAIN = 1.25
+/** The cap never goes below this (two full requests each way): loopback's RTT is mostly our own event loop. */
+export const BDP_CWND_FLOOR_DATAGRAMS = 2 * MAX_DATAGRAMS_PER_REQUEST
 
 // ---- datagram size probing (RFC 8899 style) ----------------------------------------------------
 /** A DATA datagram's header: udptorrent's 8 bytes, then stream u8 and offset u64 (src/messages checks it). */

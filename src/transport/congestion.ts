@@ -1,7 +1,8 @@
 import {
-  INITIAL_CWND_DATAGRAMS, LEDBAT_BASE_HISTORY_MS, LEDBAT_GAIN, LEDBAT_LOSS_BETA, LEDBAT_LOSS_DELAY_FRACTION,
+  BDP_CWND_GAIN, BDP_CWND_FLOOR_DATAGRAMS, DELIVERY_ROUND_MIN_MS, INITIAL_CWND_DATAGRAMS, LEDBAT_BASE_HISTORY_MS, LEDBAT_GAIN, LEDBAT_LOSS_BETA, LEDBAT_LOSS_DELAY_FRACTION,
   LEDBAT_MIN_TARGET_MS, LEDBAT_PROPORTIONAL_GAIN, LEDBAT_TARGET_RTT_FRACTION, MAX_CWND_DATAGRAMS, MIN_CWND_DATAGRAMS
 } from '../../configs.js'
+import { BottleneckBandwidth } from './delivery-rate.js'
 
 /**
  * Sizes the window of datagrams a receiver keeps outstanding towards one owner. The fetcher calls
@@ -84,6 +85,10 @@ export interface LedbatInit extends NewRenoInit {
   targetRttFraction?: number
   gain?: number
   baseHistoryMs?: number
+  /** The window is capped at this multiple of the estimated bandwidth-delay product... */
+  bdpGain?: number
+  /** ...but never below this many datagrams. */
+  bdpFloor?: number
 }
 
 /**
@@ -94,6 +99,11 @@ export interface LedbatInit extends NewRenoInit {
  * proportion. A loss cuts the window only when it comes with queueing delay: a loss on an empty
  * queue is noise on the path, and retransmitting it is all it needs. That is what keeps goodput on
  * a link with 5 % random loss, where loss-based AIMD collapses to a handful of datagrams.
+ *
+ * Delay alone does not bound the window on a path whose queue is short or counted in packets: the
+ * queue overflows before its delay shows, the drops look random, and the window grows until every
+ * third datagram is lost. So, as in BBR, once the delivery rate stops growing the window is capped
+ * at a small multiple of the bandwidth-delay product (bottleneck rate × base RTT).
  */
 export class Ledbat implements CongestionController {
   readonly name = 'ledbat'
@@ -113,6 +123,9 @@ export class Ledbat implements CongestionController {
   private lastRoundMin = Infinity
   private lastReduction = -Infinity
   private ssthresh = Infinity
+  private readonly bandwidth = new BottleneckBandwidth()
+  private readonly bdpGain: number
+  private readonly bdpFloor: number
 
   constructor (init: LedbatInit = {}) {
     this.window = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
@@ -122,6 +135,8 @@ export class Ledbat implements CongestionController {
     this.targetFraction = init.targetRttFraction ?? LEDBAT_TARGET_RTT_FRACTION
     this.gain = init.gain ?? LEDBAT_GAIN
     this.historyMs = init.baseHistoryMs ?? LEDBAT_BASE_HISTORY_MS
+    this.bdpGain = init.bdpGain ?? BDP_CWND_GAIN
+    this.bdpFloor = init.bdpFloor ?? BDP_CWND_FLOOR_DATAGRAMS
   }
 
   get cwnd (): number { return Math.floor(this.window) }
@@ -138,6 +153,16 @@ export class Ledbat implements CongestionController {
     const current = Math.min(this.lastRoundMin, this.roundMin)
     return Number.isFinite(base) && Number.isFinite(current) ? Math.max(0, current - base) : 0
   }
+
+  /** The window's ceiling from the bandwidth-delay product; Infinity until the pipe is known full. */
+  get bdpCap (): number {
+    const base = this.baseRtt
+    if (!this.bandwidth.pipeFull || !Number.isFinite(base)) return Infinity
+    return Math.max(this.bdpFloor, this.bdpGain * this.bandwidth.rate * base)
+  }
+
+  /** The bottleneck bandwidth estimate, in datagrams per ms. */
+  get bottleneckRate (): number { return this.bandwidth.rate }
 
   get target (): number {
     const base = this.baseRtt
@@ -166,7 +191,8 @@ export class Ledbat implements CongestionController {
     }
   }
 
-  onDelivered (datagrams: number): void {
+  onDelivered (datagrams: number, now: number): void {
+    if (Number.isFinite(this.lastRoundMin)) this.bandwidth.onDelivered(datagrams, now, Math.max(DELIVERY_ROUND_MIN_MS, this.lastRoundMin))
     const target = this.target
     const offTarget = (target - this.queueDelay) / target // 1 with an empty queue, negative above target
     if (this.slowStart) {
@@ -180,7 +206,7 @@ export class Ledbat implements CongestionController {
       const perRtt = Math.max(this.gain, this.window * LEDBAT_PROPORTIONAL_GAIN)
       this.window += (perRtt * offTarget * datagrams) / this.window
     }
-    this.window = Math.min(this.max, Math.max(this.min, this.window))
+    this.window = Math.min(this.max, this.bdpCap, Math.max(this.min, this.window))
   }
 
   onLoss (sentAt: number, now: number): void {
@@ -207,6 +233,7 @@ export class Ledbat implements CongestionController {
   rescale (factor: number): void {
     this.window = Math.min(this.max, Math.max(this.min, this.window / factor))
     if (Number.isFinite(this.ssthresh)) this.ssthresh = Math.max(this.min, this.ssthresh / factor)
+    this.bandwidth.rescale(factor)
   }
 }
 

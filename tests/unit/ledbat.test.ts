@@ -2,9 +2,16 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
   INITIAL_CWND_DATAGRAMS, LEDBAT_BASE_HISTORY_MS, LEDBAT_GAIN, LEDBAT_LOSS_BETA, LEDBAT_LOSS_DELAY_FRACTION,
+  BDP_CWND_FLOOR_DATAGRAMS, BDP_CWND_GAIN, FULL_PIPE_ROUNDS,
   LEDBAT_MIN_TARGET_MS, LEDBAT_PROPORTIONAL_GAIN, LEDBAT_TARGET_RTT_FRACTION, MAX_CWND_DATAGRAMS, MIN_CWND_DATAGRAMS
 } from '../../configs.js'
 import { createCongestionController, Ledbat, NewReno } from '../../src/transport/congestion.js'
+
+/**
+ * Deliveries in these tests happen at one instant unless a test says otherwise: no delivery-rate
+ * round ever ends, so the bandwidth-delay cap stays off and only the delay-based rules act.
+ */
+const AT = 0
 
 /**
  * Feeds `count` RTT samples of `rtt` ms, one per round trip starting at `t`; returns the time after
@@ -30,7 +37,7 @@ function withQueue (init: ConstructorParameters<typeof Ledbat>[0], base: number,
 
 /** Delivers `n` datagrams one at a time, as the fetcher reports them. */
 function deliverOneByOne (cc: Ledbat, n: number): void {
-  for (let i = 0; i < n; i++) cc.onDelivered(1)
+  for (let i = 0; i < n; i++) cc.onDelivered(1, AT)
 }
 
 /** Ends slow start by a round of queueing at the target, then empties the queue again. */
@@ -38,7 +45,7 @@ function leaveSlowStart (cc: Ledbat, base: number, t: number): number {
   const before = cc.cwnd
   t = samples(cc, base + cc.target, t, 4)
   expect(cc.queueDelay).toBe(cc.target)
-  cc.onDelivered(1) // this delivery only switches the mode
+  cc.onDelivered(1, AT) // this delivery only switches the mode
   expect(cc.cwnd).toBe(before)
   t = samples(cc, base, t, 1)
   expect(cc.queueDelay).toBe(0)
@@ -60,29 +67,29 @@ describe('Ledbat', () => {
 
   it('slow start: with RTT samples at the base, cwnd grows by the number delivered', () => {
     const { cc } = withQueue({ initialCwnd: 10 }, 50, 0)
-    cc.onDelivered(5)
+    cc.onDelivered(5, AT)
     expect(cc.cwnd).toBe(15)
-    cc.onDelivered(15)
+    cc.onDelivered(15, AT)
     expect(cc.cwnd).toBe(30)
     deliverOneByOne(cc, 30)
     expect(cc.cwnd).toBe(60) // doubles per window
     // a queueing delay just below half the target keeps slow start going
     const below = withQueue({ initialCwnd: 10 }, 100, 12) // target 25, half = 12.5
-    below.cc.onDelivered(10)
+    below.cc.onDelivered(10, AT)
     expect(below.cc.cwnd).toBe(20)
   })
 
   it('slow start ends once queueing delay reaches half the target', () => {
     const { cc, t } = withQueue({ initialCwnd: 64 }, 100, 13) // target 25: 13 > 12.5
-    cc.onDelivered(1)
-    cc.onDelivered(64)
+    cc.onDelivered(1, AT)
+    cc.onDelivered(64, AT)
     // not slow start: 64 delivered at offTarget (25-13)/25 = 0.48 adds 0.48 × 64/8, not 64
     expect(cc.cwnd).toBe(Math.floor(64 + 0.48 * 64 * LEDBAT_PROPORTIONAL_GAIN))
     // the mode sticks: an empty queue again does not restart slow start
     samples(cc, 100, t, 1)
     expect(cc.queueDelay).toBe(0)
     const w = cc.cwnd
-    cc.onDelivered(w)
+    cc.onDelivered(w, AT)
     expect(cc.cwnd).toBeLessThan(w + w / 4)
   })
 
@@ -90,7 +97,7 @@ describe('Ledbat', () => {
     // large window: the proportional term dominates
     const big = withQueue({ initialCwnd: 64 }, 100, 0)
     leaveSlowStart(big.cc, 100, big.t)
-    big.cc.onDelivered(64)
+    big.cc.onDelivered(64, AT)
     expect(big.cc.cwnd).toBe(64 + Math.max(LEDBAT_GAIN, 64 * LEDBAT_PROPORTIONAL_GAIN)) // 72, not 128
     // the same, a datagram at a time (as the fetcher reports): still ~+1/8 per window
     deliverOneByOne(big.cc, 72)
@@ -103,7 +110,7 @@ describe('Ledbat', () => {
     // small window: the GAIN floor dominates (6/8 < 1)
     const small = withQueue({ initialCwnd: 6 }, 100, 0)
     leaveSlowStart(small.cc, 100, small.t)
-    small.cc.onDelivered(6)
+    small.cc.onDelivered(6, AT)
     expect(small.cc.cwnd).toBe(6 + LEDBAT_GAIN)
 
     // half the target's worth of queueing: half the growth
@@ -111,7 +118,7 @@ describe('Ledbat', () => {
     const t = leaveSlowStart(half.cc, 100, half.t)
     samples(half.cc, 112.5, t, 4)
     expect(half.cc.queueDelay).toBe(12.5)
-    half.cc.onDelivered(64)
+    half.cc.onDelivered(64, AT)
     expect(half.cc.cwnd).toBe(68)
   })
 
@@ -119,7 +126,7 @@ describe('Ledbat', () => {
     const { cc, t } = withQueue({ initialCwnd: 64 }, 100, 0)
     samples(cc, 150, leaveSlowStart(cc, 100, t), 4) // queueing delay 50 = 2 × target: offTarget = -1
     expect(cc.queueDelay).toBe(50)
-    cc.onDelivered(64)
+    cc.onDelivered(64, AT)
     expect(cc.cwnd).toBe(56)
     deliverOneByOne(cc, 10)
     expect(cc.cwnd).toBeLessThan(56)
@@ -130,7 +137,7 @@ describe('Ledbat', () => {
     const slight = withQueue({ initialCwnd: 64 }, 100, 0)
     const t2 = leaveSlowStart(slight.cc, 100, slight.t)
     samples(slight.cc, 130, t2, 4)
-    slight.cc.onDelivered(64)
+    slight.cc.onDelivered(64, AT)
     expect(slight.cc.cwnd).toBe(62) // 64 - 0.2 × 8
   })
 
@@ -138,7 +145,7 @@ describe('Ledbat', () => {
     const { cc, t } = withQueue({ initialCwnd: 40 }, 50, 0)
     for (let i = 0; i < 100; i++) cc.onLoss(t + i - 50, t + i)
     expect(cc.cwnd).toBe(40)
-    cc.onDelivered(40)
+    cc.onDelivered(40, AT)
     expect(cc.cwnd).toBe(80) // still slow start
 
     // queueing just below the loss threshold (LEDBAT_LOSS_DELAY_FRACTION × target 25): still random loss
@@ -179,7 +186,7 @@ describe('Ledbat', () => {
     ss.cc.onLoss(now - 1, now)
     expect(ss.cc.cwnd).toBe(14)
     samples(ss.cc, 100, now, 1)
-    ss.cc.onDelivered(14)
+    ss.cc.onDelivered(14, AT)
     expect(ss.cc.cwnd).toBe(15) // +max(GAIN, 14/8), not +14
 
     // never below the minimum window
@@ -200,12 +207,12 @@ describe('Ledbat', () => {
     // the same 20 ms on a 10 ms path is far above its 5 ms target (shrinks)
     const long = withQueue({ initialCwnd: 64 }, 100, 0)
     samples(long.cc, 120, leaveSlowStart(long.cc, 100, long.t), 4)
-    long.cc.onDelivered(64)
+    long.cc.onDelivered(64, AT)
     expect(long.cc.cwnd).toBeGreaterThan(64)
     const short = withQueue({ initialCwnd: 64 }, 10, 0)
     samples(short.cc, 30, leaveSlowStart(short.cc, 10, short.t), 4)
     expect(short.cc.queueDelay).toBe(20)
-    short.cc.onDelivered(64)
+    short.cc.onDelivered(64, AT)
     expect(short.cc.cwnd).toBeLessThan(64)
   })
 
@@ -258,7 +265,7 @@ describe('Ledbat', () => {
     expect(cc.cwnd).toBe(100) // still doubling: the silence was not congestion
     leaveSlowStart(cc, 50, t)
     const before = cc.cwnd
-    cc.onDelivered(1)
+    cc.onDelivered(1, AT)
     expect(cc.cwnd - before).toBeLessThan(1) // proportional growth from here on
   })
 
@@ -268,7 +275,7 @@ describe('Ledbat', () => {
     samples(cc, 50, t, 4) // the queue drains while the link is quiet
     expect(cc.queueDelay).toBe(0)
     expect(cc.cwnd).toBe(MIN_CWND_DATAGRAMS)
-    cc.onDelivered(MIN_CWND_DATAGRAMS)
+    cc.onDelivered(MIN_CWND_DATAGRAMS, AT)
     expect(cc.cwnd).toBe(2 * MIN_CWND_DATAGRAMS) // slow start again
     deliverOneByOne(cc, 32 - 2 * MIN_CWND_DATAGRAMS)
     expect(cc.cwnd).toBe(32) // ssthresh = 64 / 2
@@ -279,7 +286,7 @@ describe('Ledbat', () => {
     // a loss of a request sent before the timeout belongs to the same event, even with queueing
     const q = withQueue({ initialCwnd: 64 }, 100, 0)
     q.cc.onTimeout(q.t)
-    q.cc.onDelivered(12)
+    q.cc.onDelivered(12, AT)
     expect(q.cc.cwnd).toBe(MIN_CWND_DATAGRAMS + 12)
     const later = samples(q.cc, 130, q.t, 4)
     expect(q.cc.queueDelay).toBe(30) // congestion-level queueing
@@ -296,22 +303,77 @@ describe('Ledbat', () => {
     samples(r.cc, 50, r.t + 300, 4)
     expect(r.cc.queueDelay).toBe(0)
     expect(r.cc.cwnd).toBe(MIN_CWND_DATAGRAMS)
-    r.cc.onDelivered(1) // ends slow start: window already at ssthresh
-    r.cc.onDelivered(MIN_CWND_DATAGRAMS)
+    r.cc.onDelivered(1, AT) // ends slow start: window already at ssthresh
+    r.cc.onDelivered(MIN_CWND_DATAGRAMS, AT)
     expect(r.cc.cwnd).toBe(MIN_CWND_DATAGRAMS + LEDBAT_GAIN)
   })
 
   it('never exceeds the maximum window', () => {
     const cc = new Ledbat({ initialCwnd: 10, maxCwnd: 50 })
     samples(cc, 20, 0)
-    cc.onDelivered(1000)
+    cc.onDelivered(1000, AT)
     expect(cc.cwnd).toBe(50)
     const dflt = new Ledbat()
-    dflt.onDelivered(10 * MAX_CWND_DATAGRAMS)
+    dflt.onDelivered(10 * MAX_CWND_DATAGRAMS, AT)
     expect(dflt.cwnd).toBe(MAX_CWND_DATAGRAMS)
     leaveSlowStart(dflt, 20, samples(dflt, 20, 0))
-    for (let i = 0; i < 50; i++) dflt.onDelivered(MAX_CWND_DATAGRAMS)
+    for (let i = 0; i < 50; i++) dflt.onDelivered(MAX_CWND_DATAGRAMS, AT)
     expect(dflt.cwnd).toBe(MAX_CWND_DATAGRAMS)
+  })
+
+  it('once the delivery rate stops growing, the window is capped at BDP_CWND_GAIN × rate × base RTT', () => {
+    // A path with a 20 ms RTT and no visible queue (a short drop-tail queue), carrying 40 datagrams/ms:
+    // without the cap, slow start would never end and the window would run to MAX_CWND_DATAGRAMS.
+    const run = (init: ConstructorParameters<typeof Ledbat>[0], base: number, perMs: number): Ledbat => {
+      const cc = new Ledbat(init)
+      let t = samples(cc, base, 0)
+      for (let ms = 0; ms < 40 * base; ms++) {
+        cc.onRttSample(base, ++t)
+        cc.onDelivered(perMs, t)
+      }
+      return cc
+    }
+    const capped = run({}, 20, 40)
+    expect(capped.bottleneckRate).toBe(40)
+    expect(capped.queueDelay).toBe(0)
+    expect(capped.bdpCap).toBe(BDP_CWND_GAIN * 40 * 20)
+    expect(capped.cwnd).toBe(Math.floor(BDP_CWND_GAIN * 40 * 20))
+    expect(run({ bdpGain: Infinity }, 20, 40).cwnd).toBe(MAX_CWND_DATAGRAMS)
+    // the gain is the headroom the estimate grows by
+    expect(run({ bdpGain: 2 }, 20, 40).cwnd).toBe(2 * 40 * 20)
+    // a path whose RTT is mostly our own event loop: the floor holds
+    const loopback = run({}, 0.5, 40)
+    expect(loopback.bdpCap).toBe(BDP_CWND_FLOOR_DATAGRAMS)
+    expect(loopback.cwnd).toBe(BDP_CWND_FLOOR_DATAGRAMS)
+  })
+
+  it('the cap is off while the rate still grows, and follows the estimate when the path speeds up', () => {
+    const cc = new Ledbat({ initialCwnd: 16 })
+    let t = samples(cc, 20, 0)
+    let perMs = 1
+    // the rate doubles every round: slow start as usual
+    for (let round = 0; round < 8; round++, perMs *= 2) {
+      for (let ms = 0; ms < 20; ms++) {
+        cc.onRttSample(20, ++t)
+        cc.onDelivered(perMs / 20, t) // the window's worth over a round, spread out
+      }
+    }
+    expect(cc.bdpCap).toBe(Infinity)
+    // flat (after the first round that doubled) for FULL_PIPE_ROUNDS more: capped
+    const flat = perMs / 20
+    for (let ms = 0; ms < 20 * (FULL_PIPE_ROUNDS + 2); ms++) {
+      cc.onRttSample(20, ++t)
+      cc.onDelivered(flat, t)
+    }
+    const cap = cc.bdpCap
+    expect(cap).toBeCloseTo(Math.max(BDP_CWND_FLOOR_DATAGRAMS, BDP_CWND_GAIN * flat * 20))
+    expect(cc.cwnd).toBeLessThanOrEqual(cap)
+    // the path gets faster: the cap rises with the measured rate
+    for (let ms = 0; ms < 40; ms++) {
+      cc.onRttSample(20, ++t)
+      cc.onDelivered(2 * flat, t)
+    }
+    expect(cc.bdpCap).toBeCloseTo(BDP_CWND_GAIN * 2 * flat * 20)
   })
 
   it('property: cwnd is always an integer within [min, max] whatever the events', () => {
@@ -332,7 +394,7 @@ describe('Ledbat', () => {
       let now = 0
       for (const { dt, e } of steps) {
         now += dt
-        if (e.t === 'd') cc.onDelivered(e.n)
+        if (e.t === 'd') cc.onDelivered(e.n, now)
         else if (e.t === 'r') cc.onRttSample(e.rtt, now)
         else if (e.t === 'l') cc.onLoss(now - e.back, now)
         else cc.onTimeout(now)
@@ -343,7 +405,7 @@ describe('Ledbat', () => {
     }), { numRuns: 300 })
   })
 
-  it('property: with 5 % random loss and no queueing, Ledbat keeps a window ≥ 10× NewReno\'s', () => {
+  it('property: with 5 % random loss and no queueing, Ledbat keeps a window that covers the BDP, ≥ 4× NewReno\'s', () => {
     const RTT = 50
     fc.assert(fc.property(
       fc.array(fc.noBias(fc.integer({ min: 0, max: 99 })), { minLength: 3000, maxLength: 3000 }),
@@ -360,14 +422,16 @@ describe('Ledbat', () => {
             ledbat.onLoss(now - RTT, now)
             reno.onLoss(now - RTT, now)
           } else {
-            ledbat.onDelivered(1)
+            ledbat.onDelivered(1, now)
             reno.onDelivered(1)
           }
         })
         expect(losses).toBeGreaterThan(0.02 * dice.length) // about 5 %
         expect(losses).toBeLessThan(0.08 * dice.length)
         expect(ledbat.queueDelay).toBe(0)
-        expect(ledbat.cwnd).toBeGreaterThanOrEqual(10 * reno.cwnd)
+        // one datagram per ms for RTT ms: a window of RTT datagrams keeps the path full
+        expect(ledbat.cwnd).toBeGreaterThanOrEqual(RTT)
+        expect(ledbat.cwnd).toBeGreaterThanOrEqual(4 * reno.cwnd)
       }
     ), { numRuns: 50 })
   })
