@@ -85,8 +85,10 @@ export const MIN_RTO_MS = 20
 export const MAX_RTO_MS = 4_000
 /** RFC 9002 §6.1: a datagram is lost when 3 later ones of the same response arrived... */
 export const LOSS_REORDER_THRESHOLD = 3
-/** ...or when 9/8 RTT passed since a later one arrived. */
-export const LOSS_TIME_THRESHOLD = 9 / 8
+/** ...or when data of a later request arrived and nothing more of its own for this fraction of the RTT (RFC 9002's 9/8 RTT since sent)... */
+export const LOSS_REORDER_WINDOW_RTT = 1 / 8
+/** ...but at least this long (RFC 9002 kGranularity). */
+export const LOSS_TIME_GRANULARITY_MS = 1
 /** A peer that sent nothing for this long while we waited on it is declared dead. */
 export const PEER_IDLE_TIMEOUT_MS = 5_000
 /**

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import {
   BLACK_HOLE_TIMEOUTS, DATAGRAM_PROBE_LADDER, DEFAULT_CONGESTION_CONTROL, DEFAULT_DATAGRAM_BYTES, HELLO_COPY_AFTER_MS, HELLO_FIRST_RETRY_MS, LOSS_REORDER_THRESHOLD,
-  LOSS_TIME_THRESHOLD, MAX_DATAGRAMS_PER_REQUEST, MAX_HELLOS_OUTSTANDING, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
+  LOSS_REORDER_WINDOW_RTT, LOSS_TIME_GRANULARITY_MS, MAX_DATAGRAMS_PER_REQUEST, MAX_HELLOS_OUTSTANDING, MAX_PROBES, PACING_BURST_MS, PACING_GAIN, PEER_IDLE_TIMEOUT_MS, PROBE_AFTER_DATAGRAMS
 } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, type DataMsg, type HelloAckMsg, type RejectMsg, type Stream } from '../messages/index.js'
 import { createCongestionController, type CongestionController } from './congestion.js'
@@ -533,19 +533,21 @@ export class PeerLink {
 
   /**
    * RFC 9002 time threshold across requests: the owner answers requests in order, so once data of
-   * a later request arrives, an earlier one that has been quiet for 9/8 RTT lost whatever it still
-   * misses, its tail included, without waiting for a full RTO. An earlier one that never began is
-   * quiet since later data first overtook it: its REQUEST was lost, or dropped at the owner's cap.
-   * (Waiting for the link to go quiet instead stalls every other fetch behind it.)
+   * a later request arrives, whatever an earlier one still misses was due before it. RFC 9002 calls
+   * a packet lost 9/8 RTT after it was sent once a later one is acknowledged, i.e. 1/8 RTT after it
+   * was due: here, 1/8 RTT after later data overtook it with nothing more of its own arriving. That
+   * covers its tail, and a REQUEST lost on the way or dropped at the owner's cap, without waiting
+   * for an RTO. (Counting a full 9/8 RTT from its last datagram held each such piece an extra RTT,
+   * and at 5 % loss the pieces in flight ran out before the window did.)
    */
   private detectLossBefore (req: Request, now: number): void {
     if (this.open[0] === req || this.open[0] === undefined) return
-    const threshold = LOSS_TIME_THRESHOLD * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt)
+    const threshold = Math.max(LOSS_TIME_GRANULARITY_MS, LOSS_REORDER_WINDOW_RTT * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt))
     for (const earlier of [...this.open]) {
       if (earlier === req) break
       if (earlier.sentAt >= req.sentAt) continue
-      if (!earlier.sampled && earlier.overtakenAt === 0) earlier.overtakenAt = now
-      const quietSince = earlier.sampled ? earlier.lastActivity : earlier.overtakenAt
+      if (earlier.overtakenAt === 0) earlier.overtakenAt = now
+      const quietSince = Math.max(earlier.overtakenAt, earlier.sampled ? earlier.lastActivity : 0)
       if (now - quietSince > threshold) {
         for (let j = 0; j < earlier.state.length; j++) {
           if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)

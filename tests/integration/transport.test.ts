@@ -257,7 +257,7 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(slow.link.stats.rtoMs).toBeLessThan(INITIAL_RTO_MS)
   })
 
-  it('a REQUEST lost on the way is asked again once a later answer has run 9/8 RTT, not when the link goes quiet', async () => {
+  it('a REQUEST lost on the way is asked again 1/8 RTT after a later answer overtook it, not when the link goes quiet', async () => {
     // A 10 MB/s bottleneck keeps data flowing without a pause for the 0.3 s of the transfer: the link never goes quiet.
     const { link, data, server } = await rig({ fromTarget: { rateBytesPerSecond: 10e6 } })
     const DROPPED = 20
