@@ -95,7 +95,7 @@ interface Request {
   sentAt: number
   lastActivity: number
   sampled: boolean
-  /** Not begun, when data of a later request first arrived (0 until then): from then on it is quiet. */
+  /** When data of a later request first arrived while this one still missed blocks (0 until then). */
   overtakenAt: number
   open: boolean
 }
@@ -547,7 +547,7 @@ export class PeerLink {
       if (earlier === req) break
       if (earlier.sentAt >= req.sentAt) continue
       if (earlier.overtakenAt === 0) earlier.overtakenAt = now
-      const quietSince = Math.max(earlier.overtakenAt, earlier.sampled ? earlier.lastActivity : 0)
+      const quietSince = Math.max(earlier.overtakenAt, earlier.lastActivity)
       if (now - quietSince > threshold) {
         for (let j = 0; j < earlier.state.length; j++) {
           if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
