@@ -184,6 +184,10 @@ export class UdpTorrentNode {
     const abort = new AbortController()
     // Every piece attempt in flight listens on the download's signal; the default cap of 10 is a false alarm here.
     setMaxListeners(0, abort.signal)
+    // The partial announce runs beside the first piece requests rather than before them (it cost a
+    // tracker round trip, 20 ms on netlab, before any data moved); the complete one waits for it, so
+    // the tracker cannot see "partial" after "complete".
+    let partialAnnounce: Promise<void> = Promise.resolve()
     const download = new Download({
       name,
       dir: this.init.dir,
@@ -199,10 +203,11 @@ export class UdpTorrentNode {
       onPiecesStarted: async (identity, manifest, store) => {
         if (this.init.share === false) return
         this.library.addPartial(identity, manifest, (piece) => store.has(piece))
-        await this.tracker.own(identity, abort.signal, false).catch((err: unknown) => this.init.logger.warn({ err, file: identity.name }, 'could not announce the partial file'))
+        partialAnnounce = this.tracker.own(identity, abort.signal, false).catch((err: unknown) => this.init.logger.warn({ err, file: identity.name }, 'could not announce the partial file'))
       },
       onComplete: async (file, manifest) => {
         if (this.init.share === false) return
+        await partialAnnounce
         const shared = await this.library.add(file, manifest)
         await this.tracker.own(shared.identity).catch((err: unknown) => this.init.logger.warn({ err, file }, 'could not announce the finished file'))
       }
