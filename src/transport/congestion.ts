@@ -156,8 +156,9 @@ export class Ledbat implements CongestionController {
 
   /** The window's ceiling from the bandwidth-delay product; Infinity until the pipe is known full. */
   get bdpCap (): number {
+    if (!this.bandwidth.pipeFull) return Infinity
     const base = this.baseRtt
-    if (!this.bandwidth.pipeFull || !Number.isFinite(base)) return Infinity
+    if (!Number.isFinite(base)) return Infinity
     return Math.max(this.bdpFloor, this.bdpGain * this.bandwidth.rate * base)
   }
 

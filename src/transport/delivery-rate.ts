@@ -21,6 +21,8 @@ export class BottleneckBandwidth {
   private readonly fullPipeRounds: number
   /** Per-round delivery rates, oldest first. */
   private readonly rates: number[] = []
+  /** Their maximum, kept as rounds end: the controller reads it on every delivery. */
+  private maxRate = 0
   private roundStart = NaN
   private delivered = 0
   private fullBw = 0
@@ -34,11 +36,7 @@ export class BottleneckBandwidth {
   }
 
   /** The estimate, in datagrams per ms; 0 before the first round ended. */
-  get rate (): number {
-    let max = 0
-    for (const r of this.rates) if (r > max) max = r
-    return max
-  }
+  get rate (): number { return this.maxRate }
 
   get pipeFull (): boolean { return this.full }
 
@@ -54,6 +52,7 @@ export class BottleneckBandwidth {
     if (elapsed < roundMs) return
     this.rates.push(this.delivered / elapsed)
     if (this.rates.length > this.filterRounds) this.rates.shift()
+    this.maxRate = Math.max(...this.rates)
     this.roundStart = now
     this.delivered = 0
     // A round much longer than asked had a gap with nothing to deliver: the sender was idle, not the
@@ -64,6 +63,7 @@ export class BottleneckBandwidth {
   /** The datagram size changed by `factor` (new / old): rates count datagrams of the new size. */
   rescale (factor: number): void {
     for (let i = 0; i < this.rates.length; i++) this.rates[i] = (this.rates[i] as number) / factor
+    this.maxRate /= factor
     this.delivered /= factor
     this.fullBw /= factor
   }
