@@ -58,11 +58,12 @@ export const MAX_DATAGRAM_BYTES = 65_507
 export const DEFAULT_PIECE_SIZE = 256 * 1024
 export const HASH_BYTES = 32 // SHA-256
 /**
- * Pieces at least this large are hashed on the thread pool (WebCrypto), off the main thread that
- * receives. On this machine a 16 KiB piece takes 12 µs in place and 34 µs through the pool; a
- * 256 KiB one 143 µs in place and 132 µs through the pool, with the main thread free meanwhile.
+ * Pieces at least this large are hashed on a worker thread (see HashWorker), off the main thread
+ * that receives. Below this the copy and the two messages cost more than the hash.
  */
 export const OFF_THREAD_HASH_MIN_BYTES = 64 * 1024
+/** Buffers lent to the hash worker that are kept for reuse, in bytes: a few default pieces. */
+export const HASH_WORKER_SPARE_BYTES = 8 * 1024 * 1024
 
 // ---- transport ---------------------------------------------------------------------------------
 /** Safe on any path (RFC 9000 / RFC 8899 base PLPMTU). */

@@ -1,7 +1,8 @@
-import { createHash, webcrypto } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { HASH_BYTES, OFF_THREAD_HASH_MIN_BYTES } from '../../configs.js'
 import { abortError } from '../transport/errors.js'
+import { HashWorker, sha256 } from './hash-worker.js'
 
 /** The piece-hash list of a file and the hash that names it. */
 export interface Manifest {
@@ -13,16 +14,17 @@ export interface Manifest {
   contentHash: Buffer
 }
 
-export const sha256 = (data: Uint8Array): Buffer => createHash('sha256').update(data).digest()
+export { sha256 }
+
+const hashWorker = new HashWorker()
 
 /**
- * SHA-256 that leaves the main thread for large inputs: WebCrypto digests on libuv's thread pool,
- * so a downloader hashes one piece while it receives the next. Below OFF_THREAD_HASH_MIN_BYTES
- * the hand-over costs more than the hash.
+ * SHA-256 that leaves the main thread for large inputs, so a downloader hashes one piece while it
+ * receives the next. Below OFF_THREAD_HASH_MIN_BYTES the hand-over costs more than the hash.
  */
 export async function sha256Off (data: Uint8Array): Promise<Buffer> {
   if (data.length < OFF_THREAD_HASH_MIN_BYTES) return sha256(data)
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data))
+  return await hashWorker.sha256(data)
 }
 
 export const pieceCount = (size: number, pieceSize: number): number => Math.ceil(size / pieceSize)
