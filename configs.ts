@@ -163,8 +163,13 @@ export const DATA_DATAGRAM_HEADER_BYTES = 17
  * whole datagrams: a 16 KiB piece in 16384-byte datagrams took two, one of them 17 bytes long.
  */
 export const DATAGRAM_PROBE_LADDER = [1472, ...[4096, 8192, 16384, 32768].map((payload) => payload + DATA_DATAGRAM_HEADER_BYTES), 65000]
-/** Datagrams delivered at the current size before probing the next one. */
-export const PROBE_AFTER_DATAGRAMS = 32
+/**
+ * Datagrams delivered at the current size before probing the larger ones. One proves the path
+ * works at this size, which is all RFC 8899 asks. At 32, a 256 MB loopback download fetched its
+ * manifest and whole first piece in 1200-byte datagrams before the first probe left; side by side
+ * 303-367 MB/s at 32 against 371-394 MB/s at 1.
+ */
+export const PROBE_AFTER_DATAGRAMS = 1
 /** Timeouts in a row at a probed size before falling back to the base size (one can be CPU starvation). */
 export const BLACK_HOLE_TIMEOUTS = 2
 /** RFC 8899 MAX_PROBES: a size that fails this many probes is above the path's limit. */
