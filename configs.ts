@@ -105,6 +105,13 @@ export const DOWNLOAD_NO_OWNER_TIMEOUT_MS = 20_000
 /** Verified pieces held in memory per owner while their blocks arrive (bounds memory). */
 export const PIECES_IN_FLIGHT_PER_OWNER = 48
 export const PIECES_IN_FLIGHT_PER_PARTIAL_OWNER = 4
+/**
+ * Adjacent pieces a download asks a complete owner for in one fetch, in bytes (S/N shares only).
+ * Piece by piece, a 256 KiB piece is four full 65000 B datagrams and a 2 KB tail, and one request
+ * of its own: a 256 MB loopback download sent 1007 requests and 4921 datagrams, a fifth of them
+ * tails, and the receiving thread's cost is per datagram and per request, not per byte.
+ */
+export const MAX_RUN_BYTES = 1024 * 1024
 /** Idle download workers look again at least this often (besides every change that wakes them). */
 export const DOWNLOAD_IDLE_TICK_MS = 250
 /** Persist the verified-pieces bitfield at most this often during a download. */

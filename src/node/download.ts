@@ -3,7 +3,7 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import {
   BITFIELD_POLL_MS, CHOKED_BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
-  PART_SUFFIX, PIECE_BUFFER_POOL_BYTES, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
+  MAX_RUN_BYTES, PART_SUFFIX, PIECE_BUFFER_POOL_BYTES, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
 import { checkFileName, differsOnlyInCase, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
@@ -367,6 +367,10 @@ export class Download {
       for (const o of this.owners.values()) o.idle.wake()
     }
 
+    const runPieces = Math.max(1, Math.floor(MAX_RUN_BYTES / identity.pieceSize))
+    // A complete owner that has refused a piece (a super-seed) is asked piece by piece: a refused
+    // run would not say which of its pieces it lacks.
+    const runFor = (owner: Owner): number => owner.refusesPieces ? 1 : runPieces
     const canWork = (owner: Owner): boolean => !scheduler.isComplete && owner.state === 'active' && failure === undefined && !this.init.signal.aborted
     const worker = async (owner: Owner): Promise<void> => {
       owner.workers++
@@ -380,14 +384,14 @@ export class Download {
             await owner.idle.wait()
             continue
           }
-          const piece = scheduler.next(owner.entry.nodeId)
-          if (piece === undefined) {
+          const pieces = scheduler.nextRun(owner.entry.nodeId, runFor(owner))
+          if (pieces.length === 0) {
             await owner.idle.wait()
             continue
           }
           const probe = owner.probing === 'due'
           if (probe) owner.probing = 'sent'
-          await this.fetchPiece(owner, piece, scheduler, store, identity, attempts, writes, notify)
+          await this.fetchRun(owner, pieces, scheduler, store, identity, attempts, writes, notify)
           // Still 'sent' means the probe was answered with data (a choke resets it): unchoked.
           if (probe && owner.probing === 'sent') {
             owner.probing = 'no'
@@ -406,7 +410,9 @@ export class Download {
         scheduler.addOwner(owner.entry.nodeId, owner.entry.complete && !owner.refusesPieces)
         // A partial owner has few pieces to give and upload slots to share: a deep queue there only
         // delays pieces another owner could have sent.
-        const want = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
+        const pieces = this.init.piecesInFlightPerOwner ?? (owner.entry.complete ? PIECES_IN_FLIGHT_PER_OWNER : PIECES_IN_FLIGHT_PER_PARTIAL_OWNER)
+        // While picks follow S/N shares each worker fetches a run of pieces: fewer workers hold as many in flight.
+        const want = scheduler.usesRanges ? Math.ceil(pieces / runFor(owner)) : pieces
         // Only while a worker would run: one that ends at once, before its first await, leaves the
         // count unchanged, and this loop would spin forever (it did when an owner list naming a new owner
         // came back after the last piece).
@@ -505,88 +511,107 @@ export class Download {
     }
   }
 
-  private async fetchPiece (
-    owner: Owner, piece: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
+  /** Fetches adjacent pieces `pieces` from one owner in one range, then verifies and writes each. */
+  private async fetchRun (
+    owner: Owner, pieces: number[], scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
     attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
   ): Promise<void> {
-    const length = store.pieceLength(piece)
+    const length = pieces.reduce((n, p) => n + store.pieceLength(p), 0)
     const budget = this.init.receiveBudget
     try {
       await budget?.acquire(length, this.init.signal)
     } catch (err) {
-      scheduler.fail(piece, owner.entry.nodeId)
+      // Last first: the pool then holds the run in order, to be taken again as one.
+      for (const piece of [...pieces].reverse()) scheduler.fail(piece, owner.entry.nodeId)
       throw err
     }
+    const bufs = pieces.map((p) => this.pieceBuffers.take(store.pieceLength(p)))
     try {
-      await this.fetchPieceInto(owner, piece, length, scheduler, store, identity, attempts, writes, notify)
+      if (!(await this.fetchRunInto(owner, pieces, bufs, scheduler, identity, attempts, notify))) return
+      await Promise.all(pieces.map(async (piece, i) => await this.acceptPiece(owner, piece, bufs[i] as Buffer, scheduler, store, attempts, writes, notify)))
     } finally {
+      // Every use of the buffers has ended by now: the fetch (and its onData), the hashes and the writes.
+      for (const buf of bufs) this.pieceBuffers.give(buf)
       budget?.release(length)
     }
   }
 
-  private async fetchPieceInto (
-    owner: Owner, piece: number, length: number, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
-    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
-  ): Promise<void> {
-    const buf = this.pieceBuffers.take(length)
-    try {
-      await this.fetchPieceIntoBuffer(owner, piece, buf, scheduler, store, identity, attempts, writes, notify)
-    } finally {
-      // Every use of the buffer has ended by now: the fetch (and its onData), the hash and the write.
-      this.pieceBuffers.give(buf)
-    }
-  }
-
-  private async fetchPieceIntoBuffer (
-    owner: Owner, piece: number, buf: Buffer, scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
-    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
-  ): Promise<void> {
-    const length = buf.length
+  /**
+   * Receives a run of adjacent pieces into one buffer each. False when it did not arrive; its
+   * pieces are then back with the scheduler and the failure is dealt with.
+   */
+  private async fetchRunInto (
+    owner: Owner, pieces: number[], bufs: Buffer[], scheduler: PieceScheduler, identity: FileIdentity,
+    attempts: Map<string, AbortController>, notify: () => void
+  ): Promise<boolean> {
     const ownerId = owner.entry.nodeId
-    const start = piece * identity.pieceSize
+    const pieceSize = identity.pieceSize
+    const start = (pieces[0] as number) * pieceSize
+    const length = bufs.reduce((n, b) => n + b.length, 0)
     const ac = new AbortController()
     const onAbort = (): void => ac.abort(abortError(this.init.signal))
     this.init.signal.addEventListener('abort', onAbort, { once: true })
-    const key = `${piece}:${ownerId}`
-    attempts.set(key, ac)
+    const keys = pieces.map((piece) => `${piece}:${ownerId}`)
+    for (const key of keys) attempts.set(key, ac)
     try {
       await owner.link.fetch({
         contentHash: identity.contentHash,
         stream: Stream.Content,
         offset: start,
         length,
-        onData: (offset, payload) => { payload.copy(buf, offset - start) },
+        onData: (offset, payload) => {
+          // A datagram may straddle a piece boundary: each part goes to its piece's buffer.
+          for (let at = offset - start, from = 0; from < payload.length;) {
+            const k = Math.floor(at / pieceSize)
+            const into = at - k * pieceSize
+            const n = Math.min(payload.length - from, pieceSize - into)
+            payload.copy(bufs[k] as Buffer, into, from, from + n)
+            at += n
+            from += n
+          }
+        },
         signal: ac.signal
       })
+      return true
     } catch (err) {
-      scheduler.fail(piece, ownerId)
+      for (const piece of [...pieces].reverse()) scheduler.fail(piece, ownerId) // last first, as above
       if (err instanceof PeerRejectedError && err.reason === RejectReason.Choked) {
         // No upload slot for us now: not a fault. Others serve meanwhile; one request asks again
         // later. No wake-up for every idle worker here: in a big swarm most requests are choked.
         this.backOffChoked(owner)
-        return
+        return false
       }
       notify()
-      if (ac.signal.aborted) return // end game: someone else verified it first, or we are stopping
+      if (ac.signal.aborted) return false // end game: someone else verified one of them first, or we are stopping
       if (err instanceof PeerRejectedError && (err.reason === RejectReason.Missing || err.reason === RejectReason.Busy)) {
         if (err.reason === RejectReason.Missing) {
+          // From now on this owner is asked piece by piece (runFor), which tells which pieces it lacks.
           if (owner.entry.complete) owner.refusesPieces = true
-          scheduler.lacks(ownerId, piece)
+          if (pieces.length === 1) scheduler.lacks(ownerId, pieces[0] as number)
         }
-        return
+        return false
       }
       if (err instanceof PeerTimeoutError || err instanceof PeerRejectedError) {
         // An owner that says it lacks the content (or the range) is wrong about this file for the
         // rest of the download; one that went silent may come back, via a later NEED, after its back-off.
         this.dropOwner(owner, err instanceof PeerRejectedError ? 'banned' : 'dead', err)
         scheduler.removeOwner(ownerId)
-        return
+        return false
       }
       throw err
     } finally {
-      attempts.delete(key)
+      for (const key of keys) if (attempts.get(key) === ac) attempts.delete(key)
       this.init.signal.removeEventListener('abort', onAbort)
     }
+  }
+
+  /** Verifies a received piece and writes it; a bad one goes back to the scheduler and counts against its owner. */
+  private async acceptPiece (
+    owner: Owner, piece: number, buf: Buffer, scheduler: PieceScheduler, store: PieceStore,
+    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
+  ): Promise<void> {
+    const ownerId = owner.entry.nodeId
+    const length = buf.length
     if (!(await store.verify(piece, buf))) {
       owner.failures++
       this.init.logger.warn({ file: this.name, piece, owner: ownerId, failures: owner.failures }, 'piece failed verification')

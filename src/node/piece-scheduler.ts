@@ -157,6 +157,30 @@ export class PieceScheduler {
     return piece
   }
 
+  /**
+   * The next piece for this owner and, while picks follow S/N shares, up to `max - 1` more that
+   * follow it in the file, from its share or the pool: one fetch then asks for them all, in
+   * full-size datagrams across piece boundaries. Rarest first, steals and end game go piece by piece.
+   */
+  nextRun (owner: number, max: number): number[] {
+    const first = this.next(owner)
+    if (first === undefined) return []
+    const run = [first]
+    const q = this.ranges ? this.queues.get(owner) : undefined
+    while (q !== undefined && run.length < max) {
+      const piece = first + run.length
+      if (!this.available(piece)) break
+      // Where a failed run's pieces went back (the pool), or where the share goes on.
+      const pooled = this.pool.indexOf(piece)
+      if (pooled >= 0) this.pool.splice(pooled, 1)
+      else if (q[0] === piece) q.shift()
+      else break
+      this.start(piece, owner)
+      run.push(piece)
+    }
+    return run
+  }
+
   /** Marks a piece verified. Returns the other owners still fetching it (to cancel), or undefined if it was already done. */
   complete (piece: number, owner: number): number[] | undefined {
     const others = this.fetchersOf(piece).filter((o) => o !== owner)

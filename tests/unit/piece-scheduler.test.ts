@@ -255,7 +255,7 @@ describe('PieceScheduler: end game and completion', () => {
 // ---- property: no piece is ever lost ------------------------------------------------------------
 
 type Op =
-  | { t: 'next', o: number }
+  | { t: 'next', o: number, run: number }
   | { t: 'complete', o: number, k: number }
   | { t: 'fail', o: number, k: number }
   | { t: 'remove', o: number }
@@ -264,7 +264,7 @@ type Op =
 const OWNER_IDS = [1, 2, 3, 4, 5, 6]
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ t: fc.constant('next' as const), o: fc.constantFrom(...OWNER_IDS) }) },
+  { weight: 5, arbitrary: fc.record({ t: fc.constant('next' as const), o: fc.constantFrom(...OWNER_IDS), run: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 3, arbitrary: fc.record({ t: fc.constant('complete' as const), o: fc.constantFrom(...OWNER_IDS), k: fc.nat(50) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('fail' as const), o: fc.constantFrom(...OWNER_IDS), k: fc.nat(50) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('remove' as const), o: fc.constantFrom(...OWNER_IDS) }) },
@@ -272,7 +272,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 )
 
 describe('PieceScheduler: property', () => {
-  it('for any sequence of next/complete/fail/removeOwner, driving the owners to completion completes every piece', () => {
+  it('for any sequence of next/nextRun/complete/fail/removeOwner, driving the owners to completion completes every piece', () => {
     fc.assert(fc.property(
       fc.uniqueArray(fc.nat(300), { maxLength: 60 }),
       fc.uniqueArray(fc.constantFrom(...OWNER_IDS), { minLength: 1, maxLength: 4 }),
@@ -285,16 +285,20 @@ describe('PieceScheduler: property', () => {
         const inFlight = new Map<number, Set<number>>(owners.map((o) => [o, new Set()]))
         const done = new Set<number>()
 
-        const nextFor = (o: number): number | undefined => {
-          const p = s.next(o)
-          if (p === undefined) return undefined
+        /** next() for run 1, else nextRun(): the run's pieces are adjacent, and each obeys what next() does. */
+        const nextFor = (o: number, run = 1): number | undefined => {
+          const got = run === 1 ? [s.next(o)].filter((p) => p !== undefined) : s.nextRun(o, run)
+          expect(got.length).toBeLessThanOrEqual(run)
           const mine = inFlight.get(o) as Set<number>
-          expect(pieceSet.has(p)).toBe(true)
-          expect(done.has(p)).toBe(false)
-          expect(mine.has(p)).toBe(false) // never a piece it already fetches
-          mine.add(p)
-          expect(s.fetchersOf(p).length).toBeLessThanOrEqual(Math.max(1, maxDup))
-          return p
+          got.forEach((p, i) => {
+            expect(p).toBe((got[0] as number) + i)
+            expect(pieceSet.has(p)).toBe(true)
+            expect(done.has(p)).toBe(false)
+            expect(mine.has(p)).toBe(false) // never a piece it already fetches
+            mine.add(p)
+            expect(s.fetchersOf(p).length).toBeLessThanOrEqual(Math.max(1, maxDup))
+          })
+          return got[0]
         }
         const completeBy = (o: number, p: number): void => {
           const others = s.complete(p, o)
@@ -320,7 +324,7 @@ describe('PieceScheduler: property', () => {
           const present = inFlight.has(op.o)
           switch (op.t) {
             case 'next':
-              if (present) nextFor(op.o)
+              if (present) nextFor(op.o, op.run)
               else expect(s.next(op.o)).toBeUndefined()
               break
             case 'complete': {
@@ -370,5 +374,47 @@ describe('PieceScheduler: property', () => {
         for (const o of inFlight.keys()) expect(s.next(o)).toBeUndefined()
       }
     ), { numRuns: 300 })
+  })
+})
+
+describe('PieceScheduler: runs of adjacent pieces', () => {
+  it('nextRun takes up to max adjacent pieces from the front of the owner\'s share, each started', () => {
+    const s = new PieceScheduler(range(0, 10), [1, 2])
+    expect(s.nextRun(1, 4)).toEqual([0, 1, 2, 3])
+    expect(s.nextRun(1, 4)).toEqual([4])
+    expect(s.fetchersOf(2)).toEqual([1])
+    expect(s.nextRun(2, 3)).toEqual([5, 6, 7])
+  })
+
+  it('a run stops at a gap in the missing pieces and at a piece someone else has started', () => {
+    const s = new PieceScheduler([0, 1, 3, 4, 5], [1])
+    expect(s.nextRun(1, 8)).toEqual([0, 1])
+    s.addOwner(2)
+    expect(s.nextRun(1, 8)).toEqual([3, 4, 5])
+  })
+
+  it('a failed run comes back whole, from the pool and on into the share', () => {
+    const s = new PieceScheduler(range(0, 8), [1, 2])
+    expect(s.nextRun(2, 2)).toEqual([4, 5])
+    for (const p of [5, 4]) s.fail(p, 2)
+    expect(s.nextRun(2, 4)).toEqual([4, 5, 6, 7])
+    expect(s.nextRun(1, 2)).toEqual([0, 1])
+    s.fail(1, 1)
+    s.fail(0, 1)
+    expect(s.nextRun(1, 3)).toEqual([0, 1, 2])
+    expect(s.nextRun(1, 3)).toEqual([3])
+  })
+
+  it('rarest first (a partial owner is known) hands out single pieces', () => {
+    const s = new PieceScheduler(range(0, 8), [1], { random: () => 0.5 })
+    s.addOwner(2, false)
+    expect(s.usesRanges).toBe(false)
+    expect(s.nextRun(1, 4)).toHaveLength(1)
+  })
+
+  it('an owner with nothing left gets an empty run', () => {
+    const s = new PieceScheduler([0], [1])
+    expect(s.nextRun(1, 4)).toEqual([0])
+    expect(s.nextRun(1, 4)).toEqual([])
   })
 })
