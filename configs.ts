@@ -112,6 +112,13 @@ export const PIECES_IN_FLIGHT_PER_PARTIAL_OWNER = 4
  * tails, and the receiving thread's cost is per datagram and per request, not per byte.
  */
 export const MAX_RUN_BYTES = 1024 * 1024
+/**
+ * Received pieces a download holds while they wait for their hash and the disk, in bytes. Beyond
+ * this, a worker with a run received waits before fetching the next: the disk is the bottleneck then.
+ * With PIECES_IN_FLIGHT_PER_OWNER pieces in flight it must fit PIECE_BUFFER_POOL_BYTES, whose
+ * buffers are the page-aligned ones written with O_DIRECT.
+ */
+export const FINISHING_PIECE_BYTES = 8 * 1024 * 1024
 /** Idle download workers look again at least this often (besides every change that wakes them). */
 export const DOWNLOAD_IDLE_TICK_MS = 250
 /** Persist the verified-pieces bitfield at most this often during a download. */
@@ -240,7 +247,7 @@ export const MAX_SERVE_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 /** Bytes a node holds in piece buffers for all its downloads together. */
 export const MAX_RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024
 /** Free piece buffers a download keeps for its next pieces (see src/node/buffer-pool.ts). */
-export const PIECE_BUFFER_POOL_BYTES = 16 * 1024 * 1024
+export const PIECE_BUFFER_POOL_BYTES = 24 * 1024 * 1024
 /**
  * Downloads write their pieces with O_DIRECT where the file system allows it (`--no-direct-io`
  * turns it off). Buffered writes copy every byte into freshly allocated page cache, and on this

@@ -3,13 +3,13 @@ import path from 'node:path'
 import type { Logger } from 'pino'
 import {
   BITFIELD_POLL_MS, CHOKED_BITFIELD_POLL_MS, CHOKED_RETRY_MS, DEAD_OWNER_RETRY_MS, DOWNLOAD_IDLE_TICK_MS, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HASH_BYTES, MAX_OWNER_FAILURES, NODE_STATE_DIR, OWNER_REFRESH_MS,
-  MAX_RUN_BYTES, PART_SUFFIX, PIECE_BUFFER_POOL_BYTES, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
+  FINISHING_PIECE_BYTES, MAX_RUN_BYTES, PART_SUFFIX, PIECE_BUFFER_POOL_BYTES, PIECES_IN_FLIGHT_PER_OWNER, PIECES_IN_FLIGHT_PER_PARTIAL_OWNER
 } from '../../configs.js'
 import { checkFileName, differsOnlyInCase, RejectReason, Stream, type FileIdentity, type OwnerEntry } from '../messages/index.js'
 import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/errors.js'
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
-import type { ByteBudget } from './byte-budget.js'
+import { ByteBudget } from './byte-budget.js'
 import { BufferPool } from './buffer-pool.js'
 import { PieceScheduler, type PieceOrder } from './piece-scheduler.js'
 import { PieceStore } from './piece-store.js'
@@ -358,16 +358,28 @@ export class Download {
     const active = this.activeOwners()
     // S/N shares only when every owner has the whole file; otherwise this is a swarm: rarest first.
     const scheduler = new PieceScheduler(store.missing(), active.every((o) => o.entry.complete) ? active.map((o) => o.entry.nodeId) : [], { order: this.init.pieceOrder })
-    const attempts = new Map<string, AbortController>()
-    const writes = new Set<Promise<void>>()
-    let failure: Error | undefined
-    // Any change may give any owner's idle workers something to do (a piece back in the pool).
-    const notify = (): void => {
-      this.anyChange.wake()
-      for (const o of this.owners.values()) o.idle.wake()
-    }
-
     const runPieces = Math.max(1, Math.floor(MAX_RUN_BYTES / identity.pieceSize))
+    let failure: Error | undefined
+    const phase: PiecesPhase = {
+      scheduler,
+      store,
+      identity,
+      attempts: new Map(),
+      finishing: new Set(),
+      // Never below one run: a run larger than the budget would wait for it forever.
+      finishingBudget: new ByteBudget(Math.max(FINISHING_PIECE_BYTES, runPieces * identity.pieceSize)),
+      // Any change may give any owner's idle workers something to do (a piece back in the pool).
+      notify: () => {
+        this.anyChange.wake()
+        for (const o of this.owners.values()) o.idle.wake()
+      },
+      fail: (err) => {
+        failure ??= err
+        phase.notify()
+      }
+    }
+    const notify = phase.notify
+
     // A complete owner that has refused a piece (a super-seed) is asked piece by piece: a refused
     // run would not say which of its pieces it lacks.
     const runFor = (owner: Owner): number => owner.refusesPieces ? 1 : runPieces
@@ -391,7 +403,7 @@ export class Download {
           }
           const probe = owner.probing === 'due'
           if (probe) owner.probing = 'sent'
-          await this.fetchRun(owner, pieces, scheduler, store, identity, attempts, writes, notify)
+          await this.fetchRun(owner, pieces, phase)
           // Still 'sent' means the probe was answered with data (a choke resets it): unchoked.
           if (probe && owner.probing === 'sent') {
             owner.probing = 'no'
@@ -446,7 +458,7 @@ export class Download {
     } finally {
       clearInterval(poller)
     }
-    await Promise.all(writes)
+    await Promise.all(phase.finishing)
     if (failure !== undefined) throw failure
   }
 
@@ -511,11 +523,14 @@ export class Download {
     }
   }
 
-  /** Fetches adjacent pieces `pieces` from one owner in one range, then verifies and writes each. */
-  private async fetchRun (
-    owner: Owner, pieces: number[], scheduler: PieceScheduler, store: PieceStore, identity: FileIdentity,
-    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
-  ): Promise<void> {
+  /**
+   * Fetches adjacent pieces `pieces` from one owner in one range, and hands them on to be verified
+   * and written. The worker goes on to its next run meanwhile: waiting for the hash and the disk
+   * left a 256 MB loopback download with as few as 8 of its 48 pieces in flight on the link, the
+   * rest queued for a write.
+   */
+  private async fetchRun (owner: Owner, pieces: number[], phase: PiecesPhase): Promise<void> {
+    const { scheduler, store } = phase
     const length = pieces.reduce((n, p) => n + store.pieceLength(p), 0)
     const budget = this.init.receiveBudget
     try {
@@ -526,13 +541,32 @@ export class Download {
       throw err
     }
     const bufs = pieces.map((p) => this.pieceBuffers.take(store.pieceLength(p)))
-    try {
-      if (!(await this.fetchRunInto(owner, pieces, bufs, scheduler, identity, attempts, notify))) return
-      await Promise.all(pieces.map(async (piece, i) => await this.acceptPiece(owner, piece, bufs[i] as Buffer, scheduler, store, attempts, writes, notify)))
-    } finally {
+    const release = (): void => {
       // Every use of the buffers has ended by now: the fetch (and its onData), the hashes and the writes.
       for (const buf of bufs) this.pieceBuffers.give(buf)
       budget?.release(length)
+    }
+    let handedOn = false
+    try {
+      if (!(await this.fetchRunInto(owner, pieces, bufs, phase))) return
+      try {
+        await phase.finishingBudget.acquire(length, this.init.signal)
+      } catch (err) {
+        // Aborted while waiting for room: the pieces go back like those of any unfinished fetch.
+        for (const piece of [...pieces].reverse()) scheduler.fail(piece, owner.entry.nodeId)
+        throw err
+      }
+      const finish = Promise.all(pieces.map(async (piece, i) => await this.acceptPiece(owner, piece, bufs[i] as Buffer, phase)))
+        .then(() => {}, (err: unknown) => phase.fail(err as Error))
+        .finally(() => {
+          phase.finishing.delete(finish)
+          phase.finishingBudget.release(length)
+          release()
+        })
+      phase.finishing.add(finish)
+      handedOn = true
+    } finally {
+      if (!handedOn) release()
     }
   }
 
@@ -540,10 +574,8 @@ export class Download {
    * Receives a run of adjacent pieces into one buffer each. False when it did not arrive; its
    * pieces are then back with the scheduler and the failure is dealt with.
    */
-  private async fetchRunInto (
-    owner: Owner, pieces: number[], bufs: Buffer[], scheduler: PieceScheduler, identity: FileIdentity,
-    attempts: Map<string, AbortController>, notify: () => void
-  ): Promise<boolean> {
+  private async fetchRunInto (owner: Owner, pieces: number[], bufs: Buffer[], phase: PiecesPhase): Promise<boolean> {
+    const { scheduler, identity, attempts, notify } = phase
     const ownerId = owner.entry.nodeId
     const pieceSize = identity.pieceSize
     const start = (pieces[0] as number) * pieceSize
@@ -606,10 +638,8 @@ export class Download {
   }
 
   /** Verifies a received piece and writes it; a bad one goes back to the scheduler and counts against its owner. */
-  private async acceptPiece (
-    owner: Owner, piece: number, buf: Buffer, scheduler: PieceScheduler, store: PieceStore,
-    attempts: Map<string, AbortController>, writes: Set<Promise<void>>, notify: () => void
-  ): Promise<void> {
+  private async acceptPiece (owner: Owner, piece: number, buf: Buffer, phase: PiecesPhase): Promise<void> {
+    const { scheduler, store, attempts, notify } = phase
     const ownerId = owner.entry.nodeId
     const length = buf.length
     if (!(await store.verify(piece, buf))) {
@@ -630,12 +660,9 @@ export class Download {
     if (!owner.entry.complete) owner.bytesWhilePartial += length
     owner.pieces++
     this.bytesThisRun += length
-    const write = store.write(piece, buf)
-    writes.add(write)
     try {
-      await write
+      await store.write(piece, buf)
     } finally {
-      writes.delete(write)
       // A verified piece gives no other owner's workers anything new (no piece went back to the
       // pool): waking them all would have every idle worker of every owner ask the scheduler again,
       // for each of a swarm's thousands of pieces. The last piece ends them all.
@@ -692,6 +719,23 @@ export class Download {
       signal.addEventListener('abort', onAbort, { once: true })
     })
   }
+}
+
+/** What the fetches of one download's pieces phase share. */
+interface PiecesPhase {
+  scheduler: PieceScheduler
+  store: PieceStore
+  identity: FileIdentity
+  /** The fetch under way for each `piece:owner`, to abort when another copy verifies first. */
+  attempts: Map<string, AbortController>
+  /** Received runs being verified and written; the phase ends when they have. */
+  finishing: Set<Promise<void>>
+  /** Bytes of received pieces waiting for their hash or the disk: a full budget holds the next run back. */
+  finishingBudget: ByteBudget
+  /** Any change that may give idle workers of any owner something to do. */
+  notify: () => void
+  /** Ends the download: a write failed. */
+  fail: (err: Error) => void
 }
 
 /** A wait many tasks share: one promise and one timer, resolved by wake() or after `tickMs`. */
