@@ -52,22 +52,24 @@ const SCENARIOS = ['loopback', 'owners4', 'lossy', 'core', 'memory', 'netlab'] a
 type ScenarioName = typeof SCENARIOS[number]
 
 function usage (): never {
-  console.log(`usage: node dist/scripts/bench.js [${SCENARIOS.join('|')} ...] [--quick] [--reps N] [--keep] [--cpu-prof DIR]
+  console.log(`usage: node dist/scripts/bench.js [${SCENARIOS.join('|')} ...] [--quick] [--reps N] [--keep] [--no-tcp] [--cpu-prof DIR]
   default: every scenario; --quick: smaller files; --reps N: run each udptorrent measurement N times
-  and report the median; --keep: keep the temporary homes and logs; --cpu-prof DIR: every udptorrent
-  process writes a V8 CPU profile (node --cpu-prof) into DIR`)
+  and report the median; --keep: keep the temporary homes and logs; --no-tcp: netlab measures
+  udptorrent only (no TCP baseline, no ratios), to iterate on the transport; --cpu-prof DIR: every
+  udptorrent process writes a V8 CPU profile (node --cpu-prof) into DIR`)
   process.exit(2)
 }
 
 const argv = process.argv.slice(2)
 const QUICK = argv.includes('--quick')
 const KEEP = argv.includes('--keep')
+const NO_TCP = argv.includes('--no-tcp')
 let REPS = 1
 let CPU_PROF_DIR: string | undefined
 const selected: ScenarioName[] = []
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i] as string
-  if (a === '--quick' || a === '--keep') continue
+  if (a === '--quick' || a === '--keep' || a === '--no-tcp') continue
   if (a === '--reps') {
     REPS = Math.max(1, Math.floor(Number(argv[++i])))
     if (!Number.isFinite(REPS)) usage()
@@ -842,7 +844,7 @@ async function netlab (): Promise<ScenarioReport> {
     // tcp_allowed_congestion_control (a host-wide setting we leave alone), but root may set any
     // available algorithm per socket, which the python server does on its listening socket.
     const servers = new Map<string, number>()
-    const py = existsSync(HTTP_SERVE_PY) && sh('python3', ['-c', 'import socket; socket.TCP_CONGESTION'], 10_000).code === 0
+    const py = !NO_TCP && existsSync(HTTP_SERVE_PY) && sh('python3', ['-c', 'import socket; socket.TCP_CONGESTION'], 10_000).code === 0
     if (py) {
       for (const cc of ['cubic', 'bbr'].filter((c) => ccAvail.includes(c))) {
         const srv = new Proc(`http-${cc}`, spawn('ip', ['netns', 'exec', 'lab_a', 'python3', HTTP_SERVE_PY, '--file', file.path, '--host', '10.200.2.1', '--port', '0', '--cc', cc], { stdio: ['ignore', 'pipe', 'pipe'] }))
@@ -851,13 +853,14 @@ async function netlab (): Promise<ScenarioReport> {
         if (m[2] !== cc) throw new Error(`http server asked for ${cc} got ${m[2] as string}`)
         servers.set(cc, Number(m[1]))
       }
-    } else {
+    } else if (!NO_TCP) {
       const srv = new Proc('http-serve', spawn('ip', ['netns', 'exec', 'lab_a', process.execPath, HTTP_SERVE, '--file', file.path, '--host', '10.200.2.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] }))
       serverProcs.push(srv)
       servers.set(nsDefault, Number((await srv.waitForLine(/^LISTENING (\d+)/, 15_000))[1]))
     }
     const ccs = [...servers.keys()]
-    note(r, `TCP: namespace default congestion control ${nsDefault}; measured ${ccs.join(', ')}${py ? ' (python server, TCP_CONGESTION per socket; the host is untouched)' : ' (node server, namespace default only: python3 missing)'}`)
+    if (NO_TCP) note(r, 'TCP: not measured (--no-tcp)')
+    else note(r, `TCP: namespace default congestion control ${nsDefault}; measured ${ccs.join(', ')}${py ? ' (python server, TCP_CONGESTION per socket; the host is untouched)' : ' (node server, namespace default only: python3 missing)'}`)
 
     const rows: string[][] = []
     const perProfile: Record<string, unknown> = {}
@@ -885,6 +888,7 @@ async function netlab (): Promise<ScenarioReport> {
         String(o?.datagramBytes ?? '-'), f1(o?.srttMs), String(o?.retransmits ?? '-'), String(o?.cwnd ?? '-'), u.ok ? `${overhead(u).value.toFixed(3)}×` : '-',
         cpuCell(u.cpu?.procs.downloader), cpuCell(u.cpu?.procs.owner1), cpuCell(u.cpu?.procs.linkemu), f1(u.cpu?.machineBusyPct), dropsCell(u.udp)])
       const want = prof === 'd10l1' ? 1.0 : prof === 'd10l5' ? 1.5 : undefined
+      if (want !== undefined && NO_TCP) target(r, `netlab ${prof}: udptorrent ≥ ${want.toFixed(1)}× TCP`, 'skipped: --no-tcp', undefined)
       if (want !== undefined) {
         for (const cc of ccs) {
           const x = ratio(cc)
