@@ -141,13 +141,18 @@ export const DEFAULT_CONGESTION_CONTROL: 'ledbat' | 'newreno' = 'ledbat'
 /** Queueing delay the controller aims for: at least this... */
 export const LEDBAT_MIN_TARGET_MS = 5
 /** ...or this fraction of the base RTT, whichever is larger (long paths tolerate more queue). */
-export const LEDBAT_TARGET_RTT_FRACTION = 0.25
+export const LEDBAT_TARGET_RTT_FRACTION = 0.5
 /** Window gain per round trip at zero queueing delay, in datagrams (RFC 6817 GAIN = 1)... */
 export const LEDBAT_GAIN = 1
 /** ...or this fraction of the window, whichever is larger: +1 per RTT would take minutes to fill a fast path. */
 export const LEDBAT_PROPORTIONAL_GAIN = 1 / 8
-/** A loss with queueing delay above this fraction of the target is congestion; below, random loss. */
-export const LEDBAT_LOSS_DELAY_FRACTION = 1
+/**
+ * A loss with queueing delay above this multiple of the target is congestion; below, random loss.
+ * Above the target itself the window already shrinks with the delay; at 5 % loss nearly every
+ * round has a loss, so a threshold at the target cut the window by LEDBAT_LOSS_BETA at every
+ * passing scheduling hiccup.
+ */
+export const LEDBAT_LOSS_DELAY_FRACTION = 2
 /** Multiplicative decrease on a congestion loss. */
 export const LEDBAT_LOSS_BETA = 0.7
 /** The base (propagation) RTT is the minimum over this long, so a route change is eventually seen. */
@@ -160,11 +165,12 @@ export const FULL_PIPE_ROUNDS = 3
 /** A delivery-rate round lasts the RTT, but at least this long: on loopback one RTT holds a few event-loop turns. */
 export const DELIVERY_ROUND_MIN_MS = 1
 /**
- * With a full pipe the window is capped at this multiple of bottleneck rate × base RTT. The headroom
- * is what lets the estimate grow; beyond it, datagrams only queue (netlab's 1000-packet queue
- * holds about a quarter of a 20 ms, 100 MB/s path's BDP beyond the packets on the wire).
+ * With a full pipe the window is capped at this multiple of bottleneck rate × base RTT (BBR's cwnd
+ * gain). The headroom is what lets the estimate grow, by up to this factor a round trip: at 1.25 a
+ * low estimate from a CPU stall held a lossy netlab link at a third of its rate for seconds.
+ * The delay target, not this cap, is what keeps the queue short on a path whose delay shows.
  */
-export const BDP_CWND_GAIN = 1.25
+export const BDP_CWND_GAIN = 2
 /** The cap never goes below this (two full requests each way): loopback's RTT is mostly our own event loop. */
 export const BDP_CWND_FLOOR_DATAGRAMS = 2 * MAX_DATAGRAMS_PER_REQUEST
 

@@ -89,6 +89,8 @@ export interface LedbatInit extends NewRenoInit {
   bdpGain?: number
   /** ...but never below this many datagrams. */
   bdpFloor?: number
+  /** A loss counts as congestion with queueing delay at or above this multiple of the target. */
+  lossDelayFraction?: number
 }
 
 /**
@@ -126,6 +128,7 @@ export class Ledbat implements CongestionController {
   private readonly bandwidth = new BottleneckBandwidth()
   private readonly bdpGain: number
   private readonly bdpFloor: number
+  private readonly lossDelayFraction: number
 
   constructor (init: LedbatInit = {}) {
     this.window = init.initialCwnd ?? INITIAL_CWND_DATAGRAMS
@@ -137,6 +140,7 @@ export class Ledbat implements CongestionController {
     this.historyMs = init.baseHistoryMs ?? LEDBAT_BASE_HISTORY_MS
     this.bdpGain = init.bdpGain ?? BDP_CWND_GAIN
     this.bdpFloor = init.bdpFloor ?? BDP_CWND_FLOOR_DATAGRAMS
+    this.lossDelayFraction = init.lossDelayFraction ?? LEDBAT_LOSS_DELAY_FRACTION
   }
 
   get cwnd (): number { return Math.floor(this.window) }
@@ -212,7 +216,7 @@ export class Ledbat implements CongestionController {
 
   onLoss (sentAt: number, now: number): void {
     // Random loss on an empty queue: not congestion.
-    if (this.queueDelay < LEDBAT_LOSS_DELAY_FRACTION * this.target) return
+    if (this.queueDelay < this.lossDelayFraction * this.target) return
     if (sentAt <= this.lastReduction) return // same congestion event
     this.lastReduction = now
     this.slowStart = false
@@ -225,7 +229,7 @@ export class Ledbat implements CongestionController {
     // slow start runs until the delay says stop, as at the start. Otherwise one lost tail early in
     // a transfer would leave the window to grow linearly from a handful of datagrams.
     this.lastReduction = now
-    const congested = this.queueDelay >= LEDBAT_LOSS_DELAY_FRACTION * this.target
+    const congested = this.queueDelay >= this.lossDelayFraction * this.target
     this.ssthresh = congested ? Math.max(this.min, this.window / 2) : Infinity
     this.slowStart = true
     this.window = this.min

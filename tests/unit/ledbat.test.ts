@@ -25,9 +25,15 @@ function samples (cc: Ledbat, rtt: number, t: number, count = 3): number {
   return t
 }
 
+/**
+ * The target and loss rule the figures in these tests are worked out for (a 100 ms base RTT has a
+ * 25 ms target, and a loss is congestion from 25 ms of queue on), whatever configs.ts tunes them to.
+ */
+const PINNED = { targetRttFraction: 0.25, lossDelayFraction: 1 }
+
 /** A Ledbat with base RTT `base` and, afterwards, a steady queueing delay of `queue` ms. */
 function withQueue (init: ConstructorParameters<typeof Ledbat>[0], base: number, queue: number): { cc: Ledbat, t: number } {
-  const cc = new Ledbat(init)
+  const cc = new Ledbat({ ...PINNED, ...init })
   let t = samples(cc, base, 0)
   if (queue > 0) t = samples(cc, base + queue, t, 4)
   expect(cc.baseRtt).toBe(base)
@@ -148,11 +154,22 @@ describe('Ledbat', () => {
     cc.onDelivered(40, AT)
     expect(cc.cwnd).toBe(80) // still slow start
 
-    // queueing just below the loss threshold (LEDBAT_LOSS_DELAY_FRACTION × target 25): still random loss
-    const q = withQueue({ initialCwnd: 40 }, 100, LEDBAT_LOSS_DELAY_FRACTION * 25 - 0.5)
-    expect(q.cc.queueDelay).toBeLessThan(LEDBAT_LOSS_DELAY_FRACTION * q.cc.target)
+    // queueing just below the loss threshold (lossDelayFraction × target 25): still random loss
+    const q = withQueue({ initialCwnd: 40 }, 100, PINNED.lossDelayFraction * 25 - 0.5)
+    expect(q.cc.queueDelay).toBeLessThan(PINNED.lossDelayFraction * q.cc.target)
     q.cc.onLoss(q.t - 100, q.t)
     expect(q.cc.cwnd).toBe(40)
+
+    // by default the threshold is LEDBAT_LOSS_DELAY_FRACTION × the default target, both from configs.ts
+    const target = Math.max(LEDBAT_MIN_TARGET_MS, 100 * LEDBAT_TARGET_RTT_FRACTION)
+    const under = new Ledbat({ initialCwnd: 40 })
+    const tu = samples(under, 100 + LEDBAT_LOSS_DELAY_FRACTION * target - 0.5, samples(under, 100, 0), 4)
+    under.onLoss(tu - 100, tu)
+    expect(under.cwnd).toBe(40)
+    const over = new Ledbat({ initialCwnd: 40 })
+    const to = samples(over, 100 + LEDBAT_LOSS_DELAY_FRACTION * target, samples(over, 100, 0), 4)
+    over.onLoss(to - 100, to)
+    expect(over.cwnd).toBe(Math.floor(40 * LEDBAT_LOSS_BETA))
 
     // what a loss-based controller would do with the same event
     const reno = new NewReno({ initialCwnd: 40 })
@@ -174,15 +191,15 @@ describe('Ledbat', () => {
     expect(cc.cwnd).toBe(Math.floor(100 * LEDBAT_LOSS_BETA * LEDBAT_LOSS_BETA))
 
     // exactly at the threshold fraction of the target counts as congestion
-    const edge = withQueue({ initialCwnd: 100 }, 100, LEDBAT_LOSS_DELAY_FRACTION * 25)
-    expect(edge.cc.queueDelay).toBe(LEDBAT_LOSS_DELAY_FRACTION * edge.cc.target)
+    const edge = withQueue({ initialCwnd: 100 }, 100, PINNED.lossDelayFraction * 25)
+    expect(edge.cc.queueDelay).toBe(PINNED.lossDelayFraction * edge.cc.target)
     edge.cc.onLoss(edge.t - 1, edge.t)
     expect(edge.cc.cwnd).toBe(70)
 
     // a congestion loss during slow start ends it
     const ss = withQueue({ initialCwnd: 20 }, 100, 0)
     // at the loss threshold: congestion, but slow start has not noticed yet
-    const now = samples(ss.cc, 100 + LEDBAT_LOSS_DELAY_FRACTION * 25, ss.t, 4)
+    const now = samples(ss.cc, 100 + PINNED.lossDelayFraction * 25, ss.t, 4)
     ss.cc.onLoss(now - 1, now)
     expect(ss.cc.cwnd).toBe(14)
     samples(ss.cc, 100, now, 1)
@@ -198,10 +215,12 @@ describe('Ledbat', () => {
   it('target = max(LEDBAT_MIN_TARGET_MS, base RTT × LEDBAT_TARGET_RTT_FRACTION)', () => {
     const cases: Array<[number, number]> = [[100, 25], [40, 10], [20, 5], [10, 5], [1, 5], [400, 100]]
     for (const [base, target] of cases) {
-      const cc = new Ledbat()
+      const cc = new Ledbat(PINNED)
       samples(cc, base, 0)
       expect(cc.target).toBe(target)
-      expect(cc.target).toBe(Math.max(LEDBAT_MIN_TARGET_MS, base * LEDBAT_TARGET_RTT_FRACTION))
+      const dflt = new Ledbat()
+      samples(dflt, base, 0)
+      expect(dflt.target).toBe(Math.max(LEDBAT_MIN_TARGET_MS, base * LEDBAT_TARGET_RTT_FRACTION))
     }
     // the target governs control: 20 ms of queueing on a 100 ms path is below target (grows),
     // the same 20 ms on a 10 ms path is far above its 5 ms target (shrinks)
@@ -217,7 +236,7 @@ describe('Ledbat', () => {
   })
 
   it('the base RTT ages out after LEDBAT_BASE_HISTORY_MS (route change)', () => {
-    const cc = new Ledbat({ initialCwnd: 100 })
+    const cc = new Ledbat({ ...PINNED, initialCwnd: 100 })
     cc.onRttSample(50, 0)
     // the route changes: from now on every sample is 80 ms, one every 100 ms
     let t = 100
@@ -227,8 +246,8 @@ describe('Ledbat', () => {
     until(LEDBAT_BASE_HISTORY_MS * 0.9 - 100)
     expect(cc.baseRtt).toBe(50) // the old minimum is still within the history
     expect(cc.queueDelay).toBe(30)
-    // so a loss now counts as congestion (30 ≥ LEDBAT_LOSS_DELAY_FRACTION × 12.5)
-    const twin = new Ledbat({ initialCwnd: 100 })
+    // so a loss now counts as congestion (30 ≥ lossDelayFraction × 12.5)
+    const twin = new Ledbat({ ...PINNED, initialCwnd: 100 })
     twin.onRttSample(50, 0)
     for (let s = 100; s < t; s += 100) twin.onRttSample(80, s)
     twin.onLoss(t - 100, t)
@@ -340,7 +359,7 @@ describe('Ledbat', () => {
     expect(capped.cwnd).toBe(Math.floor(BDP_CWND_GAIN * 40 * 20))
     expect(run({ bdpGain: Infinity }, 20, 40).cwnd).toBe(MAX_CWND_DATAGRAMS)
     // the gain is the headroom the estimate grows by
-    expect(run({ bdpGain: 2 }, 20, 40).cwnd).toBe(2 * 40 * 20)
+    expect(run({ bdpGain: 1.25 }, 20, 40).cwnd).toBe(1.25 * 40 * 20)
     // a path whose RTT is mostly our own event loop: the floor holds
     const loopback = run({}, 0.5, 40)
     expect(loopback.bdpCap).toBe(BDP_CWND_FLOOR_DATAGRAMS)
