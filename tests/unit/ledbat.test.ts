@@ -161,15 +161,14 @@ describe('Ledbat', () => {
     expect(q.cc.cwnd).toBe(40)
 
     // by default the threshold is LEDBAT_LOSS_DELAY_FRACTION × the default target, both from configs.ts
-    const target = Math.max(LEDBAT_MIN_TARGET_MS, 100 * LEDBAT_TARGET_RTT_FRACTION)
-    const under = new Ledbat({ initialCwnd: 40 })
-    const tu = samples(under, 100 + LEDBAT_LOSS_DELAY_FRACTION * target - 0.5, samples(under, 100, 0), 4)
-    under.onLoss(tu - 100, tu)
-    expect(under.cwnd).toBe(40)
-    const over = new Ledbat({ initialCwnd: 40 })
-    const to = samples(over, 100 + LEDBAT_LOSS_DELAY_FRACTION * target, samples(over, 100, 0), 4)
-    over.onLoss(to - 100, to)
-    expect(over.cwnd).toBe(Math.floor(40 * LEDBAT_LOSS_BETA))
+    const configured = { initialCwnd: 40, targetRttFraction: undefined, lossDelayFraction: undefined } // unpinned: the constructor's defaults
+    const threshold = LEDBAT_LOSS_DELAY_FRACTION * Math.max(LEDBAT_MIN_TARGET_MS, 100 * LEDBAT_TARGET_RTT_FRACTION)
+    const under = withQueue(configured, 100, threshold - 0.5)
+    under.cc.onLoss(under.t - 100, under.t)
+    expect(under.cc.cwnd).toBe(40)
+    const over = withQueue(configured, 100, threshold)
+    over.cc.onLoss(over.t - 100, over.t)
+    expect(over.cc.cwnd).toBe(Math.floor(40 * LEDBAT_LOSS_BETA))
 
     // what a loss-based controller would do with the same event
     const reno = new NewReno({ initialCwnd: 40 })
