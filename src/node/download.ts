@@ -536,8 +536,7 @@ export class Download {
     try {
       await budget?.acquire(length, this.init.signal)
     } catch (err) {
-      // Last first: the pool then holds the run in order, to be taken again as one.
-      for (const piece of [...pieces].reverse()) scheduler.fail(piece, owner.entry.nodeId)
+      giveBackRun(scheduler, pieces, owner.entry.nodeId)
       throw err
     }
     const bufs = pieces.map((p) => this.pieceBuffers.take(store.pieceLength(p)))
@@ -553,7 +552,7 @@ export class Download {
         await phase.finishingBudget.acquire(length, this.init.signal)
       } catch (err) {
         // Aborted while waiting for room: the pieces go back like those of any unfinished fetch.
-        for (const piece of [...pieces].reverse()) scheduler.fail(piece, owner.entry.nodeId)
+        giveBackRun(scheduler, pieces, owner.entry.nodeId)
         throw err
       }
       const finish = Promise.all(pieces.map(async (piece, i) => await this.acceptPiece(owner, piece, bufs[i] as Buffer, phase)))
@@ -606,7 +605,7 @@ export class Download {
       })
       return true
     } catch (err) {
-      for (const piece of [...pieces].reverse()) scheduler.fail(piece, ownerId) // last first, as above
+      giveBackRun(scheduler, pieces, ownerId)
       if (err instanceof PeerRejectedError && err.reason === RejectReason.Choked) {
         // No upload slot for us now: not a fault. Others serve meanwhile; one request asks again
         // later. No wake-up for every idle worker here: in a big swarm most requests are choked.
@@ -719,6 +718,11 @@ export class Download {
       signal.addEventListener('abort', onAbort, { once: true })
     })
   }
+}
+
+/** Puts an unfinished run's pieces back, last first: the pool then holds the run in order, to be taken again as one. */
+function giveBackRun (scheduler: PieceScheduler, pieces: number[], ownerId: number): void {
+  for (const piece of [...pieces].reverse()) scheduler.fail(piece, ownerId)
 }
 
 /** What the fetches of one download's pieces phase share. */
