@@ -55,7 +55,7 @@ interface Scenario {
 
 const SCENARIOS: Scenario[] = [
   { n: 1, name: 'fuzz', timeoutMs: budget.name === 'full' ? 330_000 : 90_000, run: fuzzScenario },
-  { n: 2, name: 'flood', timeoutMs: 90_000, run: floodScenario },
+  { n: 2, name: 'flood', timeoutMs: budget.name === 'full' ? 180_000 : 90_000, run: floodScenario },
   { n: 3, name: 'forgery and replay', timeoutMs: 60_000, run: forgeryScenario },
   { n: 4, name: 'lying owners', timeoutMs: 120_000, run: evilOwnerScenarios },
   { n: 6, name: 'crashes and a full disk', timeoutMs: 150_000, run: crashScenarios }
