@@ -281,7 +281,9 @@ export class PeerLink {
   }
 
   private sendHello (attempt = true): void {
-    const sentAt = performance.now()
+    // Set just before the send, after the encoding, so the RTT sample and the copy's timer count
+    // from when the HELLO left (the first encoding in a process can take milliseconds).
+    let sentAt = 0
     const txid = this.endpoint.register((msg, from) => {
       if (!sameAddress(from, this.remote) || msg.type !== MessageType.HelloAck) return
       const now = performance.now()
@@ -294,9 +296,11 @@ export class PeerLink {
       this.cookie = (msg as HelloAckMsg).cookie
       this.pump()
     })
+    const hello = encode({ type: MessageType.Hello, txid })
+    sentAt = performance.now()
     this.hellos.push({ txid, sentAt })
     if (attempt) this.helloAttempts++
-    this.endpoint.send(encode({ type: MessageType.Hello, txid }), this.remote)
+    this.endpoint.send(hello, this.remote)
     this.armTimer(sentAt + this.helloTimeout())
     if (this.copyDue()) this.armTimer(sentAt + HELLO_COPY_AFTER_MS)
   }
