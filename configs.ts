@@ -123,6 +123,13 @@ export const FINISHING_PIECE_BYTES = 8 * 1024 * 1024
 export const DOWNLOAD_IDLE_TICK_MS = 250
 /** Persist the verified-pieces bitfield at most this often during a download. */
 export const RESUME_STATE_FLUSH_MS = 250
+/**
+ * A download starts an fdatasync in the background each time this many bytes have been written
+ * since the last one began. The file must be durable before it is renamed to its final name, and
+ * left to the end that flush is all of it at once: 0.37 s of a 1.47 s 256 MB loopback download on
+ * this VM (the host writes back the disk image). Started along the way, it overlaps the transfer.
+ */
+export const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024
 
 // ---- serving -----------------------------------------------------------------------------------
 /** Open file handles a node keeps for serving. */

@@ -1,7 +1,7 @@
 import { constants as fsConstants } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
-import { DIRECT_IO_ALIGN_BYTES, DIRECT_IO_WRITES, HASH_BYTES, RESUME_STATE_FLUSH_MS } from '../../configs.js'
+import { BACKGROUND_SYNC_BYTES, DIRECT_IO_ALIGN_BYTES, DIRECT_IO_WRITES, HASH_BYTES, RESUME_STATE_FLUSH_MS } from '../../configs.js'
 import { isDirectIoReady } from './buffer-pool.js'
 import { pieceCount, pieceHash, pieceLength, readFully, sha256Off, type Manifest } from './manifest.js'
 
@@ -13,6 +13,8 @@ export interface PieceStoreInit {
   manifest: Manifest
   /** Write aligned pieces with O_DIRECT where the file system allows it (default DIRECT_IO_WRITES). */
   directIo?: boolean
+  /** Start a background fdatasync after this many bytes written (default BACKGROUND_SYNC_BYTES). */
+  syncEveryBytes?: number
 }
 
 const STATE_MAGIC = Buffer.from('UTRS1')
@@ -91,6 +93,15 @@ export class PieceStore {
   /** The same file opened with O_DIRECT, for pieces in aligned buffers; undefined where that is not possible. */
   private direct: FileHandle | undefined
 
+  private unsyncedBytes = 0
+  private syncing: Promise<void> | undefined
+  /**
+   * The first error of a background sync. Linux reports a write-back error to each file
+   * description once, so the final sync could succeed after the data was lost: finish() throws it.
+   */
+  private syncError: Error | undefined
+  private syncsStarted = 0
+
   private constructor (private readonly init: PieceStoreInit, private readonly fh: FileHandle) {
     this.count = pieceCount(init.manifest.size, init.manifest.pieceSize)
     this.have = new Uint8Array(this.count)
@@ -118,6 +129,8 @@ export class PieceStore {
   get verifiedCount (): number { return this.verified }
   /** Whether aligned pieces still go to the disk with O_DIRECT (false: everything through the page cache). */
   get directIo (): boolean { return this.direct !== undefined }
+  /** Background fdatasyncs started so far. */
+  get backgroundSyncs (): number { return this.syncsStarted }
   get verifiedBytes (): number {
     let n = 0
     for (let i = 0; i < this.count; i++) if (this.have[i] === 1) n += this.pieceLength(i)
@@ -209,11 +222,23 @@ export class PieceStore {
       this.have[w.index] = 1
       this.verified++
     }
+    this.unsyncedBytes += total
+    if (this.unsyncedBytes >= (this.init.syncEveryBytes ?? BACKGROUND_SYNC_BYTES)) this.syncInBackground()
     this.dirty = true
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined
       void this.flush()
     }, RESUME_STATE_FLUSH_MS)
+  }
+
+  /** Starts an fdatasync of what has been written, unless one is still running (the next write asks again). */
+  private syncInBackground (): void {
+    if (this.syncing !== undefined) return
+    this.unsyncedBytes = 0
+    this.syncsStarted++
+    this.syncing = this.fh.datasync()
+      .catch((err: unknown) => { this.syncError ??= err as Error })
+      .finally(() => { this.syncing = undefined })
   }
 
   /** Records the verified pieces now. */
@@ -235,6 +260,8 @@ export class PieceStore {
     this.cancelFlushTimer()
     // A state write already under way must land before the state file is removed, not after.
     await this.flushing.catch(() => {})
+    await this.syncing
+    if (this.syncError !== undefined) throw this.syncError
     await this.closeDirect()
     await this.fh.sync()
     await this.fh.close()
@@ -248,6 +275,7 @@ export class PieceStore {
     try {
       await this.flush()
     } finally {
+      await this.syncing
       await this.closeDirect()
       await this.fh.close().catch(() => {})
     }

@@ -65,6 +65,15 @@ async function openStore (over: Partial<PieceStoreInit> = {}): Promise<PieceStor
   return store
 }
 
+/** Polls until `ready` holds, for at most two seconds. */
+async function waitUntil (ready: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2_000
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting')
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+}
+
 async function thrown (p: Promise<unknown>): Promise<unknown> {
   try {
     await p
@@ -383,6 +392,60 @@ describe('PieceStore', () => {
     expect(await readdir(path.join(dir, 'dl', '.udptorrent'))).toEqual([])
     const final = await hashFile(finalPath, PIECE)
     expect(final.contentHash.equals(manifest.contentHash)).toBe(true)
+  })
+
+  it('writes start an fdatasync each syncEveryBytes, one at a time, and finish waits for the one running', async () => {
+    const store = await openStore({ syncEveryBytes: 2 * PIECE })
+    const fh = (store as unknown as { fh: FileHandle }).fh
+    const datasync = fh.datasync.bind(fh)
+    let running = 0
+    let release = (): void => {}
+    fh.datasync = async () => {
+      running++
+      await new Promise<void>((resolve) => { release = resolve })
+      await datasync()
+      running--
+    }
+    await store.write(0, pieceBytes(0))
+    expect(store.backgroundSyncs).toBe(0)
+    await store.write(1, pieceBytes(1))
+    expect(store.backgroundSyncs).toBe(1)
+    // Two more pieces while it runs: no second sync on top of it.
+    await store.write(2, pieceBytes(2))
+    await store.write(3, pieceBytes(3))
+    expect(store.backgroundSyncs).toBe(1)
+    expect(running).toBe(1)
+    release()
+    await waitUntil(() => running === 0)
+    await store.write(4, pieceBytes(4)) // 3 pieces since the last one began: the next starts
+    expect(store.backgroundSyncs).toBe(2)
+    await store.write(5, pieceBytes(5))
+    // finish() makes the file durable only after the background sync has ended.
+    const sync = fh.sync.bind(fh)
+    const syncsRunningAtFinalSync: number[] = []
+    fh.sync = async () => {
+      syncsRunningAtFinalSync.push(running)
+      await sync()
+    }
+    const finalPath = path.join(dir, 'dl', 'file.bin')
+    const finishing = store.finish(finalPath)
+    release()
+    await finishing
+    open_.splice(open_.indexOf(store), 1)
+    expect(syncsRunningAtFinalSync).toEqual([0])
+    expect((await readFile(finalPath)).equals(content)).toBe(true)
+  })
+
+  it('a background fdatasync that fails makes finish fail with its error, keeping the .part file', async () => {
+    const store = await openStore({ syncEveryBytes: PIECE })
+    const fh = (store as unknown as { fh: FileHandle }).fh
+    fh.datasync = async () => { throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }) }
+    for (let i = 0; i < COUNT; i++) await store.write(i, pieceBytes(i))
+    expect(store.backgroundSyncs).toBeGreaterThan(0)
+    const finalPath = path.join(dir, 'dl', 'file.bin')
+    expect(await thrown(store.finish(finalPath))).toMatchObject({ code: 'EIO' })
+    await expect(stat(finalPath)).rejects.toMatchObject({ code: 'ENOENT' })
+    expect((await stat(init.partPath)).size).toBe(SIZE)
   })
 
   it('finish before all pieces are written throws and keeps the .part file', async () => {
