@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto'
 import dgram from 'node:dgram'
 import { SIGNATURE_BYTES } from '../../configs.js'
 import { encode, MessageType, tryDecode } from '../../src/messages/index.js'
+import { sleep, tick } from './util.js'
 
 export interface FloodInit {
   target: { host: string, port: number }
@@ -43,9 +44,6 @@ const send = process.send?.bind(process)
 if (send === undefined) throw new Error('flood-sender must run as a child process with an IPC channel (fork)')
 const post = (e: FloodEvent): void => { send(e) }
 const init = JSON.parse(process.argv[2] ?? '') as FloodInit
-
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-const tick = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
 /**
  * One flood socket, connected to the tracker so a send skips the address lookup, with its two
@@ -99,7 +97,7 @@ const withConnectionId = sources.filter((s) => s.connectionId !== undefined).len
 for (const s of sources) {
   if (s.connectionId === undefined) continue
   const txid = randomBytes(4).readUInt32BE(0)
-  s.need = encode({ type: MessageType.Need, txid, connectionId: s.connectionId, nodeId: init.victimId, seq: Date.now() * 1000 + txid % 1000, name: init.name, signature: randomBytes(SIGNATURE_BYTES) })
+  s.need = encode({ type: MessageType.Need, txid, connectionId: s.connectionId, nodeId: init.victimId, seq: Date.now() * 1000, name: init.name, signature: randomBytes(SIGNATURE_BYTES) })
 }
 replies = 0
 for (const k of Object.keys(repliesByType)) delete repliesByType[k]

@@ -83,17 +83,20 @@ async function floodPhase (home: string, tracker: RemoteAddress, pid: number | u
   const sender = fork(fileURLToPath(new URL('./flood-sender.js', import.meta.url)), [JSON.stringify(init)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   onCleanup(() => { sender.kill('SIGKILL') })
   const events: FloodEvent[] = []
-  sender.on('message', (m) => events.push(m as FloodEvent))
-  const exited = new Promise<never>((_resolve, reject) => sender.once('exit', (code, signal) => reject(new Error(`flood sender exited (${signal ?? code})`))))
-  exited.catch(() => {})
+  /** Set once the IPC channel has closed: every message the sender sent has been received by then. */
+  let gone: string | undefined
+  let wake: (() => void) | undefined
+  sender.on('message', (m) => { events.push(m as FloodEvent); wake?.() })
+  sender.once('disconnect', () => { gone = `flood sender ended (exit code ${String(sender.exitCode)}, signal ${String(sender.signalCode)})`; wake?.() })
   /** Takes the first event of `type` that arrives, waiting for it. */
-  const next = async <T extends FloodEvent['type']>(type: T, timeoutMs: number): Promise<Extract<FloodEvent, { type: T }>> => await withTimeout(Promise.race([exited, (async () => {
+  const next = async <T extends FloodEvent['type']>(type: T, timeoutMs: number): Promise<Extract<FloodEvent, { type: T }>> => await withTimeout((async () => {
     for (;;) {
       const at = events.findIndex((e) => e.type === type)
       if (at >= 0) return events.splice(at, 1)[0] as Extract<FloodEvent, { type: T }>
-      await sleep(20)
+      if (gone !== undefined) throw new Error(`${gone} before '${type}'`)
+      await new Promise<void>((resolve) => { wake = resolve })
     }
-  })()]), timeoutMs, `flood sender '${type}'`)
+  })(), timeoutMs, `flood sender '${type}'`)
   const command = (c: FloodCommand): void => { sender.send(c) }
   try {
     const ready = await next('ready', 15_000)
