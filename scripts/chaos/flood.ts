@@ -65,7 +65,7 @@ async function measure (client: RawClient, tracker: RemoteAddress, session: Trac
   return out
 }
 
-interface Phase { report: FloodReport, withConnectionId: number, quiet: Latency, during: Latency, rssDuring: number, logGrowth: number, trackerCpu: number, attackerCpu: number }
+interface Phase { report: FloodReport, quiet: Latency, during: Latency, rssDuring: number, logGrowth: number, trackerCpu: number, attackerCpu: number }
 
 /** Requests answered, of those sent (a request counts as lost after its 3 s timeout). */
 const answeredShare = (l: Latency): number => (l.connect.length + l.need.length) / (l.connect.length + l.need.length + l.lost)
@@ -99,7 +99,7 @@ async function floodPhase (home: string, tracker: RemoteAddress, pid: number | u
   })(), timeoutMs, `flood sender '${type}'`)
   const command = (c: FloodCommand): void => { sender.send(c) }
   try {
-    const ready = await next('ready', 15_000)
+    await next('ready', 15_000)
     const logBefore = await logSize(home)
     const quiet: Latency[] = []
     const during: Latency[] = []
@@ -126,7 +126,7 @@ async function floodPhase (home: string, tracker: RemoteAddress, pid: number | u
     }
     command('stop')
     const { report } = await next('done', 10_000)
-    return { report, withConnectionId: ready.withConnectionId, quiet: pooled(quiet), during: pooled(during), rssDuring, logGrowth: await logSize(home) - logBefore, trackerCpu: trackerCpu / wall, attackerCpu: attackerCpu / wall }
+    return { report, quiet: pooled(quiet), during: pooled(during), rssDuring, logGrowth: await logSize(home) - logBefore, trackerCpu: trackerCpu / wall, attackerCpu: attackerCpu / wall }
   } finally {
     sender.kill('SIGKILL')
   }
@@ -166,7 +166,7 @@ export async function floodScenario (budget: Budget): Promise<Row[]> {
     const replies = Object.entries(r.repliesByType).map(([k, v]) => `${num(v)} ${k.replace('Error 8', 'Error BadSignature')}`).join(', ')
     return {
       ratio,
-      tried: `${num(r.sent)} datagrams in ${r.seconds.toFixed(1)} s of flooding (${num(r.rate)}/s of the ${num(rate)}/s asked): ${num(r.connects)} CONNECTs + ${num(r.needs)} NEEDs carrying a valid connection id and the honest client's node id with a garbage signature, from ${r.sockets} sockets (${PORTS_PER_IP} ports on each of ${ipCount} IPs from 127.0.0.2; ${p.withConnectionId} got a connection id)`,
+      tried: `${num(r.sent)} datagrams in ${r.seconds.toFixed(1)} s of flooding (${num(r.rate)}/s of the ${num(rate)}/s asked): ${num(r.connects)} CONNECTs + ${num(r.needs)} NEEDs carrying a valid connection id and the honest client's node id with a garbage signature, from ${r.sockets} sockets (${PORTS_PER_IP} ports on each of ${ipCount} IPs from 127.0.0.2; ${r.withConnectionId} got a connection id)`,
       observed: `CONNECT median ${ms(mBase.connect)} → ${ms(mDuring.connect)} (${ratio.connect.toFixed(1)}×, p90 ${ms(percentile(p.during.connect, 90))}); NEED median ${ms(mBase.need)} → ${ms(mDuring.need)} (${ratio.need.toFixed(1)}×, p90 ${ms(percentile(p.during.need, 90))}); answered ${p.during.connect.length}+${p.during.need.length} of ${p.during.connect.length + p.during.need.length + p.during.lost} (unanswered ${p.during.lost}); the per-IP limit admits ≤ ${num(ipCount * TRACKER_REQUESTS_PER_SECOND_PER_IP)}/s of the flood, which got replies: ${replies || 'none'}; tracker CPU ${(100 * p.trackerCpu).toFixed(0)} % of a core (attacker process ${(100 * p.attackerCpu).toFixed(0)} %), RSS ${mb(rssBefore)} → ${mb(p.rssDuring)}; tracker.log +${mb(p.logGrowth)}`
     }
   }
