@@ -40,6 +40,9 @@ echo "pack-check: building into $WORK/stage"
 mkdir -p "$WORK/stage"
 cp "$ROOT/package.json" "$ROOT/README.md" "$WORK/stage/"
 [[ -f "$ROOT/LICENSE" ]] && cp "$ROOT/LICENSE" "$WORK/stage/"
+# The optional addon's sources (the package builds it at install), not a build of it.
+mkdir -p "$WORK/stage/native"
+cp "$ROOT/native/binding.gyp" "$ROOT/native/build.mjs" "$ROOT/native/udp_gso.c" "$WORK/stage/native/"
 # Only what ships (configs.ts and src/), with the repo's compiler options: scripts/ is not packed.
 cat > "$WORK/tsconfig.pack.json" <<JSON
 {

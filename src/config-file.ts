@@ -89,6 +89,7 @@ export const CONFIG_KEYS: Record<CommandName, Record<string, Check>> = {
     json: bool,
     share: bool,
     'direct-io': bool,
+    'udp-gso': bool,
     'super-seed': bool,
     'piece-size': int(MIN_PIECE_SIZE, MAX_PIECE_SIZE),
     'upload-slots': int(1, MAX_UPLOAD_SLOTS)

@@ -38,6 +38,7 @@ export interface NodeMainInit {
   /** Leave once this many bytes were uploaded (the simulator's seed that leaves after one copy). */
   exitAfterUploadBytes?: number
   directIo?: boolean
+  udpGso?: boolean
 }
 
 /**
@@ -72,6 +73,7 @@ export async function runNode (init: NodeMainInit): Promise<void> {
       uploadSlots: init.uploadSlots,
       pieceOrder: init.pieceOrder,
       directIo: init.directIo,
+      udpGso: init.udpGso,
       inboundFilter: init.impair !== undefined ? new Impairment(parseImpairment(init.impair)) : undefined,
       logger
     })

@@ -51,6 +51,8 @@ export interface NodeInit {
   pieceOrder?: PieceOrder
   /** Downloads write with O_DIRECT where the file system allows it (default DIRECT_IO_WRITES). */
   directIo?: boolean
+  /** Answers go out in runs of datagrams, one system call each, where the kernel can (default UDP_SEGMENTATION). */
+  udpGso?: boolean
   logger: Logger
 }
 
@@ -98,7 +100,7 @@ export class UdpTorrentNode {
     await mkdir(init.dir, { recursive: true })
     const identity = await loadOrCreateIdentity(path.join(init.dir, NODE_STATE_DIR, NODE_KEY_FILE))
     const endpoint = await Endpoint.open({
-      host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker
+      host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker, segmentation: init.udpGso
     })
     let node: UdpTorrentNode | undefined
     const library = new Library({
@@ -254,7 +256,7 @@ export class UdpTorrentNode {
     await this.library.close()
     await this.endpoint.close()
     const served = this.server.stats
-    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped, choked: served.choked, unchokes: served.unchokes } }, 'node stopped')
+    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped, choked: served.choked, unchokes: served.unchokes }, segmentation: this.endpoint.segmentation ?? 'off' }, 'node stopped')
   }
 
   private async announceAll (): Promise<void> {

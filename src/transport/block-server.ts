@@ -258,22 +258,26 @@ export class BlockServer {
     const { endpoint, uploadLimiter } = this.init
     let sent = 0
     try {
-      for (let at = 0; at < data.length; at += payloadBytes) {
-        const chunk = data.subarray(at, Math.min(at + payloadBytes, data.length))
-        if (uploadLimiter !== undefined) {
+      if (uploadLimiter === undefined) {
+        // Nothing waits between datagrams: the endpoint sends them in runs, one system call each.
+        const datagrams: Buffer[][] = []
+        for (let at = 0; at < data.length; at += payloadBytes) {
+          datagrams.push([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), data.subarray(at, Math.min(at + payloadBytes, data.length))])
+        }
+        endpoint.sendDatagrams(datagrams, to)
+        sent = data.length
+        this.countSent(msg.stream, to, datagrams.length, sent)
+      } else {
+        for (let at = 0; at < data.length; at += payloadBytes) {
+          const chunk = data.subarray(at, Math.min(at + payloadBytes, data.length))
           const wait = uploadLimiter.delayFor(chunk.length)
           if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
           // A CANCEL may have come while this waited for the upload limit: the rest is not wanted.
           if (cancelled()) return sent
           uploadLimiter.take(chunk.length)
-        }
-        endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
-        sent += chunk.length
-        this.stats.datagramsSent++
-        this.stats.bytesSent += chunk.length
-        if (msg.stream === Stream.Content) {
-          this.stats.contentBytesSent += chunk.length
-          this.init.gate?.served(`${to.host}:${to.port}`, chunk.length)
+          endpoint.send([encodeDataHeader(msg.txid, msg.stream, msg.offset + at), chunk], to)
+          sent += chunk.length
+          this.countSent(msg.stream, to, 1, chunk.length)
         }
       }
     } catch (err) {
@@ -282,5 +286,14 @@ export class BlockServer {
     }
     this.init.onServed?.(to, msg.stream, sent)
     return sent
+  }
+
+  private countSent (stream: Stream, to: RemoteAddress, datagrams: number, bytes: number): void {
+    this.stats.datagramsSent += datagrams
+    this.stats.bytesSent += bytes
+    if (stream === Stream.Content) {
+      this.stats.contentBytesSent += bytes
+      this.init.gate?.served(`${to.host}:${to.port}`, bytes)
+    }
   }
 }

@@ -1,13 +1,14 @@
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from 'pino'
-import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND } from '../../configs.js'
+import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND, MAX_DATAGRAM_BYTES, UDP_SEGMENTATION } from '../../configs.js'
 import { LogThrottle } from '../log-throttle.js'
 import {
   MessageType, tryDecode,
   type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest, type UnchokeMsg, type CancelMsg
 } from '../messages/index.js'
 import { TransportClosedError } from './errors.js'
+import { SegmentedSender, type SegmentedSenderInit, type SegmentedSendStats } from './segmented-send.js'
 
 export interface RemoteAddress { host: string, port: number }
 
@@ -25,6 +26,10 @@ export interface EndpointInit {
   /** Applied to every inbound datagram not from `filterExempt` (e.g. the tracker). */
   inboundFilter?: DatagramFilter
   filterExempt?: RemoteAddress
+  /** Send runs of equal-sized datagrams in one system call where the kernel can (default UDP_SEGMENTATION). */
+  segmentation?: boolean
+  /** Tests: stand-ins for the segmentation addon. */
+  segmenter?: Omit<SegmentedSenderInit, 'socket'>
 }
 
 export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg | HelloAckMsg, from: RemoteAddress) => void
@@ -66,7 +71,8 @@ export class Endpoint {
     private readonly socket: dgram.Socket,
     private readonly logger: Logger | undefined,
     private readonly filter: DatagramFilter | undefined,
-    private readonly filterExempt: RemoteAddress | undefined
+    private readonly filterExempt: RemoteAddress | undefined,
+    private readonly segmenter: SegmentedSender | undefined
   ) {}
 
   static async open (init: EndpointInit = {}): Promise<Endpoint> {
@@ -86,7 +92,8 @@ export class Endpoint {
     } catch (err) {
       init.logger?.warn({ err, bufferBytes }, 'could not size socket buffers')
     }
-    const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt)
+    const segmenter = (init.segmentation ?? UDP_SEGMENTATION) ? SegmentedSender.open({ ...init.segmenter, socket }) : undefined
+    const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt, segmenter)
     socket.on('message', (buf, rinfo) => ep.receive(buf, { host: rinfo.address, port: rinfo.port }))
     socket.on('error', (err) => ep.logger?.warn({ err }, 'socket error'))
     return ep
@@ -124,6 +131,43 @@ export class Endpoint {
         this.logger?.debug({ err, to }, 'send failed')
       }
     })
+    this.segmenter?.plainSendQueued()
+  }
+
+  /**
+   * Sends datagrams to one address, in order: each run of equal-sized ones (the last may be shorter)
+   * in one system call where the kernel segments it, the others one call each.
+   */
+  sendDatagrams (datagrams: Buffer[][], to: RemoteAddress): void {
+    if (this.closed) throw new TransportClosedError('endpoint is closed')
+    const segmenter = this.segmenter
+    for (let i = 0; i < datagrams.length;) {
+      let end = i + 1
+      if (segmenter !== undefined) {
+        const size = byteLength(datagrams[i] as Buffer[])
+        let total = size
+        while (end < datagrams.length && end - i < segmenter.maxSegments) {
+          const n = byteLength(datagrams[end] as Buffer[])
+          if (n > size || total + n > MAX_DATAGRAM_BYTES) break
+          total += n
+          end++
+          if (n < size) break
+        }
+        if (end - i >= 2 && segmenter.trySend(datagrams.slice(i, end).flat(), size, end - i, to.host, to.port)) {
+          this.stats.datagramsOut += end - i
+          this.stats.bytesOut += total
+          i = end
+          continue
+        }
+      }
+      for (; i < end; i++) this.send(datagrams[i] as Buffer[], to)
+    }
+  }
+
+  /** Runs sent in one system call each, when the segmentation addon is in use; undefined when not. */
+  get segmentation (): (SegmentedSendStats & { disabledBy: string | undefined }) | undefined {
+    const s = this.segmenter
+    return s === undefined ? undefined : { ...s.stats, disabledBy: s.disabledBy }
   }
 
   async close (): Promise<void> {
@@ -196,6 +240,12 @@ export class Endpoint {
     const suppressed = this.malformedLog.admit()
     if (suppressed !== undefined) this.logger?.warn({ cause, detail, from, suppressed, total: this.stats.malformed }, 'malformed datagram dropped')
   }
+}
+
+function byteLength (parts: Buffer[]): number {
+  let n = 0
+  for (const p of parts) n += p.length
+  return n
 }
 
 export function sameAddress (a: RemoteAddress, b: RemoteAddress): boolean {

@@ -1,0 +1,143 @@
+import type dgram from 'node:dgram'
+import { createRequire } from 'node:module'
+import { isIP } from 'node:net'
+import { constants } from 'node:os'
+import { MAX_SEGMENTS_PER_SEND, SEGMENTED_BURST_DATAGRAMS, SEGMENTED_DATAGRAMS_PER_MS } from '../../configs.js'
+import { TokenBucket } from './token-bucket.js'
+
+/** udp_gso.c's one function: 0 when the run left, or a negative errno. */
+export type SendSegments = (fd: number, parts: Buffer[], segmentBytes: number, host: string, port: number, ipv6Socket: boolean) => number
+
+/** Where native/build.mjs puts the addon: from dist/src/transport/ (the build, the package), and from src/transport/ (tests). */
+const ADDON_PATHS = ['../../../native/build/Release/udp_gso.node', '../../native/build/Release/udp_gso.node']
+
+let loaded: SendSegments | null | undefined
+
+/** The addon's sendSegments, or undefined when it was not built (it is optional). */
+export function loadSendSegments (): SendSegments | undefined {
+  if (loaded === undefined) {
+    loaded = null
+    const require = createRequire(import.meta.url)
+    for (const path of ADDON_PATHS) {
+      try {
+        const addon = require(path) as { sendSegments?: unknown }
+        if (typeof addon.sendSegments === 'function') loaded = addon.sendSegments as SendSegments
+        break
+      } catch {}
+    }
+  }
+  return loaded ?? undefined
+}
+
+/** The file descriptor under a bound dgram socket, or undefined where Node does not expose one. */
+export function socketFd (socket: dgram.Socket): number | undefined {
+  // dgram keeps its handle under a symbol; `socket._handle` reads the same one but is deprecated (DEP0112).
+  const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol')
+  if (key === undefined) return undefined
+  const state = (socket as unknown as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[key]
+  const fd = state?.handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined
+}
+
+const { EAGAIN, EWOULDBLOCK, ENOBUFS, EINVAL, EMSGSIZE, EINTR, EIO } = constants.errno
+/** The socket buffer is full for now: this run goes through dgram, which queues it. */
+const TRANSIENT = new Set([EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR])
+/**
+ * The route to this destination refuses runs: a segment above its MTU (EINVAL, EMSGSIZE), or a
+ * device without checksum offload (EIO). That host gets one call per datagram from then on.
+ */
+const PER_DESTINATION = new Set([EINVAL, EMSGSIZE, EIO])
+
+export interface SegmentedSenderInit {
+  socket: dgram.Socket
+  /** Tests pass a stand-in for the addon; undefined means the built addon, if any. */
+  sendSegments?: SendSegments
+  maxSegments?: number
+  /** Datagrams runs may carry at once, and per millisecond (SEGMENTED_BURST_DATAGRAMS, SEGMENTED_DATAGRAMS_PER_MS). */
+  burstDatagrams?: number
+  datagramsPerMs?: number
+}
+
+export interface SegmentedSendStats {
+  /** sendmsg calls that each carried a run of datagrams. */
+  runs: number
+  datagrams: number
+  /** Runs handed back to dgram, one call per datagram (a full socket buffer, a refused destination). */
+  fallbacks: number
+  /** Runs sent one call per datagram because runs had used up their burst (SEGMENTED_BURST_DATAGRAMS). */
+  overBurst: number
+}
+
+/**
+ * Sends a run of equal-sized datagrams in one system call (UDP GSO), where the kernel allows it.
+ * Every refusal falls back to dgram, so the caller's datagrams always leave one way or the other.
+ */
+export class SegmentedSender {
+  readonly maxSegments: number
+  readonly stats: SegmentedSendStats = { runs: 0, datagrams: 0, fallbacks: 0, overBurst: 0 }
+  /** Why runs stopped for good on this socket (an errno name), if they did. */
+  disabledBy: string | undefined
+  private readonly refusedHosts = new Set<string>()
+  private readonly ipv6: boolean
+  /** Counts datagrams, not bytes. */
+  private readonly burst: TokenBucket
+  /** dgram sends not yet handed to the kernel (see plainSendQueued). */
+  private plainPending = 0
+
+  private constructor (private readonly socket: dgram.Socket, private readonly fd: number, private readonly sendSegments: SendSegments, init: SegmentedSenderInit) {
+    this.ipv6 = socket.address().family === 'IPv6'
+    this.maxSegments = init.maxSegments ?? MAX_SEGMENTS_PER_SEND
+    this.burst = new TokenBucket((init.datagramsPerMs ?? SEGMENTED_DATAGRAMS_PER_MS) * 1000, init.burstDatagrams ?? SEGMENTED_BURST_DATAGRAMS)
+  }
+
+  /** A sender for a bound socket, or undefined without the addon or a file descriptor. */
+  static open (init: SegmentedSenderInit): SegmentedSender | undefined {
+    const send = init.sendSegments ?? loadSendSegments()
+    const fd = socketFd(init.socket)
+    if (send === undefined || fd === undefined) return undefined
+    return new SegmentedSender(init.socket, fd, send, init)
+  }
+
+  /**
+   * Sends `count` datagrams laid end to end in `parts`, each `segmentBytes` long but the last. False
+   * when it did not, and the caller must send them one by one.
+   */
+  trySend (parts: Buffer[], segmentBytes: number, count: number, host: string, port: number): boolean {
+    if (this.disabledBy !== undefined || count < 2 || count > this.maxSegments || isIP(host) === 0 || this.refusedHosts.has(host)) return false
+    // Datagrams dgram has not handed to the kernel yet, or queued when the socket buffer was full,
+    // would leave after this run: keep the order.
+    if (this.plainPending > 0 || this.socket.getSendQueueCount() > 0) return false
+    if (this.burst.delayFor(count) > 0) {
+      this.stats.overBurst++
+      return false
+    }
+    this.burst.take(count)
+    const result = this.sendSegments(this.fd, parts, segmentBytes, host, port, this.ipv6)
+    if (result === 0) {
+      this.stats.runs++
+      this.stats.datagrams += count
+      return true
+    }
+    this.stats.fallbacks++
+    const err = -result
+    if (TRANSIENT.has(err)) return false
+    if (PER_DESTINATION.has(err)) this.refusedHosts.add(host)
+    else this.disabledBy = errnoName(err)
+    return false
+  }
+
+  /**
+   * A datagram went to dgram. dgram resolves the address, even an IP literal, on a later tick
+   * (dns.lookup answers through process.nextTick) and only then calls the kernel: a run sent
+   * meanwhile would overtake it. This tick is queued after dgram's, so when it runs that send is made.
+   */
+  plainSendQueued (): void {
+    this.plainPending++
+    process.nextTick(() => { this.plainPending-- })
+  }
+}
+
+function errnoName (err: number): string {
+  for (const [name, value] of Object.entries(constants.errno)) if (value === err) return name
+  return `errno ${err}`
+}
