@@ -87,6 +87,8 @@ export const MAX_SEGMENTS_PER_SEND = 64
  */
 export const SEGMENTED_BURST_DATAGRAMS = 128
 export const SEGMENTED_DATAGRAMS_PER_MS = 128
+/** Requests a link remembers as refused (Choked) until the owner's UNCHOKE names one of them. */
+export const MAX_CHOKED_TXIDS = 64
 /** One REQUEST asks for at most this many data datagrams. */
 export const MAX_DATAGRAMS_PER_REQUEST = 64
 /** Initial congestion window, in datagrams (RFC 9002 uses 10 packets). */

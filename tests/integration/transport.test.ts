@@ -347,6 +347,37 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(link.stats.inflight).toBe(0)
   })
 
+  it('a lost first request is found by the answers to the next ones, not by an RTO: a request carries a batch, not the whole window', async () => {
+    const { data, source } = await rig()
+    let dropped = 0
+    const owner = await Endpoint.open({
+      host: LOCALHOST,
+      // Drops the first content REQUEST only, as 5 % loss does to the start of many downloads.
+      inboundFilter: {
+        push: (d, deliver) => {
+          const decoded = tryDecode(d)
+          if (dropped === 0 && decoded.ok && decoded.msg.type === MessageType.Request && decoded.msg.stream === Stream.Content) {
+            dropped++
+            return
+          }
+          deliver(d)
+        },
+        close: () => {}
+      }
+    })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    const client = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await client.close())
+    const link = new PeerLink({ endpoint: client, remote: owner.address, datagramBytes: DATAGRAM_BYTES })
+    closers.push(() => link.close())
+    const length = 40 * PAYLOAD_BYTES
+    expect((await fetchRange(link, 0, length)).bytes.equals(data.subarray(0, length))).toBe(true)
+    expect(dropped).toBe(1)
+    expect(link.stats.retransmits).toBeGreaterThan(0)
+    expect(link.stats.timeouts).toBe(0)
+  })
+
   it('an UNCHOKE counts only when it names the request the owner last refused as Choked, and only once', async () => {
     const { source } = await rig()
     const owner = await Endpoint.open({ host: LOCALHOST })
@@ -434,7 +465,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(got.bytes.equals(data)).toBe(true)
     expect(link.stats.datagramBytes).toBe(top)
     // Each 1200 B datagram counted as one of 65000 B credited the window with 54 times the bytes.
-    expect(credited).toBeGreaterThan(SIZE)
+    // (What a probe's answer delivered is not credited: probes ride outside the window.)
+    expect(credited).toBeGreaterThan(0.9 * SIZE)
     expect(credited).toBeLessThan(1.1 * SIZE * DATAGRAM_BYTES / PAYLOAD_BYTES)
     expect(link.stats.inflight).toBe(0)
   })
