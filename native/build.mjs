@@ -15,7 +15,8 @@ if (process.env.UDPTORRENT_NO_NATIVE === '1') skip('UDPTORRENT_NO_NATIVE=1')
 // npm names its bundled node-gyp to lifecycle scripts; a global one is the fallback.
 const gyp = process.env.npm_config_node_gyp
 const [cmd, args] = gyp !== undefined && gyp !== '' ? [process.execPath, [gyp]] : ['node-gyp', []]
-const run = spawnSync(cmd, [...args, 'rebuild', '--loglevel=error'], { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+// Bounded: a node-gyp that hangs (fetching headers with no network, say) must not hang the install.
+const run = spawnSync(cmd, [...args, 'rebuild', '--loglevel=error'], { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 180_000 })
 if (run.error !== undefined || run.status !== 0) {
   const detail = (run.error?.message ?? run.stderr.trim().split('\n').slice(-3).join(' | ')) || `exit ${run.status}`
   skip(`node-gyp failed: ${detail}`)

@@ -94,11 +94,12 @@ static napi_value send_segments(napi_env env, napi_callback_info info) {
     return errno_result(env, EDESTADDRREQ);
   }
 
-  char control[CMSG_SPACE(sizeof(uint16_t))];
-  memset(control, 0, sizeof control);
+  // A union, so the control buffer is aligned for the cmsghdr placed in it.
+  union { char buf[CMSG_SPACE(sizeof(uint16_t))]; struct cmsghdr align; } control;
+  memset(&control, 0, sizeof control);
   struct msghdr msg = {
     .msg_name = &to, .msg_namelen = to_len, .msg_iov = iov, .msg_iovlen = parts,
-    .msg_control = control, .msg_controllen = sizeof control
+    .msg_control = control.buf, .msg_controllen = sizeof control.buf
   };
   struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
   cm->cmsg_level = SOL_UDP;

@@ -248,7 +248,8 @@ export class BlockServer {
   }
 
   /**
-   * Sends a response datagram by datagram. Under an upload limit each datagram waits for its own
+   * Sends a response: all at once, in runs where the endpoint can (Endpoint.sendDatagrams), or,
+   * under an upload limit, datagram by datagram. There each datagram waits for its own
    * tokens: the first leaves at once and the rest stream at the rate, so the requester's RTT
    * samples (taken on the first datagram) see the real queue, not a whole response's worth of wait.
    * Returns the bytes sent, from the start of the range: fewer than asked when cancelled or failed.

@@ -39,14 +39,20 @@ export function socketFd (socket: dgram.Socket): number | undefined {
   return typeof fd === 'number' && fd >= 0 ? fd : undefined
 }
 
-const { EAGAIN, EWOULDBLOCK, ENOBUFS, EINVAL, EMSGSIZE, EINTR, EIO } = constants.errno
-/** The socket buffer is full for now: this run goes through dgram, which queues it. */
-const TRANSIENT = new Set([EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR])
+const { EINVAL, EMSGSIZE, EIO, EDESTADDRREQ, EAFNOSUPPORT, ENOPROTOOPT, EOPNOTSUPP, ENOSYS, EBADF, ENOTSOCK } = constants.errno
+/** This socket or kernel cannot send runs at all (no UDP_SEGMENT): runs stop for the socket. */
+const NO_SEGMENTATION = new Set([ENOPROTOOPT, EOPNOTSUPP, ENOSYS, EBADF, ENOTSOCK])
 /**
- * The route to this destination refuses runs: a segment above its MTU (EINVAL, EMSGSIZE), or a
- * device without checksum offload (EIO). That host gets one call per datagram from then on.
+ * The route to this destination refuses runs of this segment size: above its MTU (EINVAL,
+ * EMSGSIZE), a device without checksum offload (EIO), an address the addon cannot build. That host
+ * gets one call per datagram at this size and larger from then on. Anything else (a full socket
+ * buffer, an unreachable network, a firewall's EPERM) concerns this run only.
  */
-const PER_DESTINATION = new Set([EINVAL, EMSGSIZE, EIO])
+const PER_DESTINATION = new Set([EINVAL, EMSGSIZE, EIO, EDESTADDRREQ, EAFNOSUPPORT])
+/** The addon takes 256 parts, a header and a payload per datagram. */
+const MAX_RUN_DATAGRAMS = 128
+/** Destinations whose refusals are remembered; past that the oldest is forgotten (and tried again). */
+const MAX_REFUSED_HOSTS = 1024
 
 export interface SegmentedSenderInit {
   socket: dgram.Socket
@@ -77,7 +83,8 @@ export class SegmentedSender {
   readonly stats: SegmentedSendStats = { runs: 0, datagrams: 0, fallbacks: 0, overBurst: 0 }
   /** Why runs stopped for good on this socket (an errno name), if they did. */
   disabledBy: string | undefined
-  private readonly refusedHosts = new Set<string>()
+  /** Per host, the smallest segment size its route refused. */
+  private readonly refusedHosts = new Map<string, number>()
   private readonly ipv6: boolean
   /** Counts datagrams, not bytes. */
   private readonly burst: TokenBucket
@@ -86,7 +93,7 @@ export class SegmentedSender {
 
   private constructor (private readonly socket: dgram.Socket, private readonly fd: number, private readonly sendSegments: SendSegments, init: SegmentedSenderInit) {
     this.ipv6 = socket.address().family === 'IPv6'
-    this.maxSegments = init.maxSegments ?? MAX_SEGMENTS_PER_SEND
+    this.maxSegments = Math.min(MAX_RUN_DATAGRAMS, init.maxSegments ?? MAX_SEGMENTS_PER_SEND)
     this.burst = new TokenBucket((init.datagramsPerMs ?? SEGMENTED_DATAGRAMS_PER_MS) * 1000, init.burstDatagrams ?? SEGMENTED_BURST_DATAGRAMS)
   }
 
@@ -103,7 +110,9 @@ export class SegmentedSender {
    * when it did not, and the caller must send them one by one.
    */
   trySend (parts: Buffer[], segmentBytes: number, count: number, host: string, port: number): boolean {
-    if (this.disabledBy !== undefined || count < 2 || count > this.maxSegments || isIP(host) === 0 || this.refusedHosts.has(host)) return false
+    // A zone (fe80::1%eth0) is more than the addon parses: such peers get one call per datagram.
+    if (this.disabledBy !== undefined || count < 2 || count > this.maxSegments || isIP(host) === 0 || host.includes('%')) return false
+    if (segmentBytes >= (this.refusedHosts.get(host) ?? Infinity)) return false
     // Datagrams dgram has not handed to the kernel yet, or queued when the socket buffer was full,
     // would leave after this run: keep the order.
     if (this.plainPending > 0 || this.socket.getSendQueueCount() > 0) return false
@@ -111,18 +120,22 @@ export class SegmentedSender {
       this.stats.overBurst++
       return false
     }
-    this.burst.take(count)
     const result = this.sendSegments(this.fd, parts, segmentBytes, host, port, this.ipv6)
     if (result === 0) {
+      this.burst.take(count)
       this.stats.runs++
       this.stats.datagrams += count
       return true
     }
     this.stats.fallbacks++
     const err = -result
-    if (TRANSIENT.has(err)) return false
-    if (PER_DESTINATION.has(err)) this.refusedHosts.add(host)
-    else this.disabledBy = errnoName(err)
+    if (NO_SEGMENTATION.has(err)) {
+      this.disabledBy = errnoName(err)
+    } else if (PER_DESTINATION.has(err)) {
+      this.refusedHosts.delete(host)
+      this.refusedHosts.set(host, segmentBytes)
+      if (this.refusedHosts.size > MAX_REFUSED_HOSTS) this.refusedHosts.delete(this.refusedHosts.keys().next().value as string)
+    }
     return false
   }
 

@@ -58,8 +58,8 @@ describe('segmented sends (UDP GSO)', () => {
   it.runIf(NATIVE_EXPECTED)('a run arrives as separate datagrams, byte for byte and in order, and takes one call per run', async () => {
     const sink = await collector()
     const ep = await endpoint({ segmenter: { burstDatagrams: 1000 } })
-    // Two full runs of 1200-byte datagrams and a shorter last one closing the third.
-    const sent = datagrams([...Array(2 * MAX_SEGMENTS_PER_SEND + 5).fill(1200), 700])
+    // Two runs of MAX_SEGMENTS_PER_SEND 900-byte datagrams, and a third closed by a shorter one.
+    const sent = datagrams([...Array(2 * MAX_SEGMENTS_PER_SEND + 5).fill(900), 700])
     ep.sendDatagrams(sent, { host: LOCALHOST, port: sink.port })
     await waitFor('every datagram', () => sink.got.length === sent.length, 5_000)
     expect(sink.got.map((d) => d.readUInt32BE(0))).toEqual(sent.map((_, i) => i))
@@ -67,6 +67,17 @@ describe('segmented sends (UDP GSO)', () => {
     expect(ep.segmentation).toMatchObject({ runs: 3, datagrams: sent.length, fallbacks: 0, overBurst: 0, disabledBy: undefined })
     expect(ep.stats.datagramsOut).toBe(sent.length)
     expect(ep.stats.bytesOut).toBe(sent.reduce((n, d) => n + Buffer.concat(d).length, 0))
+  })
+
+  it.runIf(NATIVE_EXPECTED)('a run stops at 64 KB of payload before it reaches the datagram count', async () => {
+    const sink = await collector()
+    const ep = await endpoint({ segmenter: { burstDatagrams: 1000 } })
+    // 54 of 1200 bytes fit in 65507: runs of 54 and 6.
+    const sent = datagrams(Array(60).fill(1200))
+    ep.sendDatagrams(sent, { host: LOCALHOST, port: sink.port })
+    await waitFor('every datagram', () => sink.got.length === sent.length, 5_000)
+    sink.got.forEach((d, i) => expect(d.equals(Buffer.concat(sent[i] as Buffer[]))).toBe(true))
+    expect(ep.segmentation).toMatchObject({ runs: 2, datagrams: 60 })
   })
 
   it.runIf(NATIVE_EXPECTED)('a shorter datagram ends a run, a longer one starts the next, and a lone one goes on its own', async () => {
@@ -150,9 +161,22 @@ describe('segmented sends (UDP GSO)', () => {
       ep.sendDatagrams(datagrams(Array(6).fill(1200)), { host: LOCALHOST, port: sink.port })
       expect(calls()).toBe(1)
       await waitFor('every datagram', () => sink.got.length === 12, 5_000)
-      // Another host is still tried.
+      // Smaller datagrams to it are still tried, and so is another host.
+      await nextTurn()
+      ep.sendDatagrams(datagrams(Array(3).fill(1000)), { host: LOCALHOST, port: sink.port })
+      expect(calls()).toBe(2)
       await nextTurn()
       ep.sendDatagrams(datagrams(Array(3).fill(1200)), { host: '127.0.0.2', port: sink.port })
+      expect(calls()).toBe(3)
+      expect(ep.segmentation?.disabledBy).toBeUndefined()
+    })
+
+    it('an unreachable network (ENETUNREACH) concerns that run only', async () => {
+      const { ep, sink, calls } = await withStandIn(-constants.errno.ENETUNREACH)
+      ep.sendDatagrams(datagrams(Array(6).fill(1200)), { host: LOCALHOST, port: sink.port })
+      await nextTurn()
+      ep.sendDatagrams(datagrams(Array(6).fill(1200)), { host: LOCALHOST, port: sink.port })
+      await waitFor('every datagram', () => sink.got.length === 12, 5_000)
       expect(calls()).toBe(2)
       expect(ep.segmentation?.disabledBy).toBeUndefined()
     })

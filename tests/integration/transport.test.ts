@@ -369,10 +369,17 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     serveBlocks(owner, source)
     const client = await Endpoint.open({ host: LOCALHOST })
     closers.push(async () => await client.close())
-    const link = new PeerLink({ endpoint: client, remote: owner.address, datagramBytes: DATAGRAM_BYTES })
+    // An RTO of 10 s: found by the RTO, the loss would hold the fetch far past the deadline below.
+    const link = new PeerLink({ endpoint: client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, rtt: { minRtoMs: 10_000 } })
     closers.push(() => link.close())
     const length = 40 * PAYLOAD_BYTES
-    expect((await fetchRange(link, 0, length)).bytes.equals(data.subarray(0, length))).toBe(true)
+    let deadline: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => { deadline = setTimeout(() => reject(new Error('fetch waited for the RTO')), 3_000) })
+    try {
+      expect((await Promise.race([fetchRange(link, 0, length), late])).bytes.equals(data.subarray(0, length))).toBe(true)
+    } finally {
+      clearTimeout(deadline)
+    }
     expect(dropped).toBe(1)
     expect(link.stats.retransmits).toBeGreaterThan(0)
     expect(link.stats.timeouts).toBe(0)
@@ -398,6 +405,8 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     const error = (await settle(fetchRange(link, 0, 5000))).error
     expect(error).toBeInstanceOf(PeerRejectedError)
     expect((error as PeerRejectedError).reason).toBe(RejectReason.Choked)
+    // The fetch went out as several requests; the first refusal ended it, the owner names the last.
+    expect(refused.length).toBeGreaterThan(1)
     const last = refused.at(-1) as { peer: string, txid: number }
     expect(last.peer).toBe(`${client.address.host}:${client.address.port}`)
     // A forged one (any other txid) is ignored.
