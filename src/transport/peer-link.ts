@@ -554,18 +554,30 @@ export class PeerLink {
    */
   private detectLossBefore (req: Request, now: number): void {
     if (this.open[0] === req || this.open[0] === undefined) return
-    const threshold = Math.max(LOSS_TIME_GRANULARITY_MS, LOSS_REORDER_WINDOW_RTT * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt))
     for (const earlier of [...this.open]) {
       if (earlier === req) break
       if (earlier.sentAt >= req.sentAt) continue
       if (earlier.overtakenAt === 0) earlier.overtakenAt = now
-      const quietSince = Math.max(earlier.overtakenAt, earlier.lastActivity)
-      if (now - quietSince > threshold) {
-        for (let j = 0; j < earlier.state.length; j++) {
-          if (earlier.state[j] === WAITING) this.markLost(earlier, j, now)
-        }
-        this.closeRequest(earlier)
+      this.expireIfQuiet(earlier, now)
+    }
+  }
+
+  /**
+   * An overtaken request quiet for the time threshold loses what it still misses. Checked as data
+   * arrives and, for when none does, on the link's timer (RFC 9002's loss time): when the rest of
+   * a window's answers came in within the threshold and nothing followed, the lost request
+   * otherwise waited for the whole RTO.
+   */
+  private expireIfQuiet (req: Request, now: number, early = 0): void {
+    const threshold = Math.max(LOSS_TIME_GRANULARITY_MS, LOSS_REORDER_WINDOW_RTT * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt))
+    const quietSince = Math.max(req.overtakenAt, req.lastActivity)
+    if (now - quietSince + early > threshold) {
+      for (let j = 0; j < req.state.length; j++) {
+        if (req.state[j] === WAITING) this.markLost(req, j, now)
       }
+      this.closeRequest(req)
+    } else {
+      this.armTimer(quietSince + threshold)
     }
   }
 
@@ -769,6 +781,8 @@ export class PeerLink {
       return
     }
     this.checkHello(now)
+    // Node's timers may fire a fraction of a millisecond early by this clock: that counts as due.
+    for (const req of [...this.open]) if (req.open && req.overtakenAt > 0) this.expireIfQuiet(req, now, LOSS_TIME_GRANULARITY_MS / 2)
     const rto = this.rtt.rto
     let expiredSilent = false
     let next = Infinity
