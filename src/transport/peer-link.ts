@@ -475,10 +475,7 @@ export class PeerLink {
     if (msg.type === MessageType.Reject && msg.reason === RejectReason.BadCookie) {
       // The owner restarted or the cookie aged out: not an error, not congestion. Handshake again
       // and ask for the same blocks.
-      for (let j = 0; j < req.state.length; j++) {
-        if (req.state[j] === WAITING) this.markLost(req, j, now, false)
-      }
-      this.closeRequest(req)
+      this.loseWaiting(req, now, false)
       this.cookie = undefined
       this.pump()
       return
@@ -572,10 +569,7 @@ export class PeerLink {
     const threshold = Math.max(LOSS_TIME_GRANULARITY_MS, LOSS_REORDER_WINDOW_RTT * Math.max(this.rtt.smoothedOrInitial, this.rtt.latestRtt))
     const quietSince = Math.max(req.overtakenAt, req.lastActivity)
     if (now - quietSince + early > threshold) {
-      for (let j = 0; j < req.state.length; j++) {
-        if (req.state[j] === WAITING) this.markLost(req, j, now)
-      }
-      this.closeRequest(req)
+      this.loseWaiting(req, now)
     } else {
       this.armTimer(quietSince + threshold)
     }
@@ -591,6 +585,14 @@ export class PeerLink {
       if (this.chokedTxids.size <= MAX_CHOKED_TXIDS) break
       this.chokedTxids.delete(txid)
     }
+  }
+
+  /** Retires a request: every block it still waits for is lost. */
+  private loseWaiting (req: Request, now: number, congestion = true): void {
+    for (let j = 0; j < req.state.length; j++) {
+      if (req.state[j] === WAITING) this.markLost(req, j, now, congestion)
+    }
+    this.closeRequest(req)
   }
 
   private markLost (req: Request, i: number, now: number, congestion = true): void {
@@ -793,10 +795,7 @@ export class PeerLink {
       if (now - since >= rto) {
         // Only a peer that sent nothing at all since this request is a timeout; otherwise it is loss.
         if (this.lastHeard <= req.sentAt) expiredSilent = true
-        for (let j = 0; j < req.state.length; j++) {
-          if (req.state[j] === WAITING) this.markLost(req, j, now)
-        }
-        this.closeRequest(req)
+        this.loseWaiting(req, now)
       } else {
         next = Math.min(next, since + rto)
       }
