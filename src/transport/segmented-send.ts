@@ -2,6 +2,7 @@ import type dgram from 'node:dgram'
 import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
 import { constants } from 'node:os'
+import { getSystemErrorName } from 'node:util'
 import { MAX_SEGMENTS_PER_SEND, SEGMENTED_BURST_DATAGRAMS, SEGMENTED_DATAGRAMS_PER_MS } from '../../configs.js'
 import { TokenBucket } from './token-bucket.js'
 
@@ -130,7 +131,7 @@ export class SegmentedSender {
     this.stats.fallbacks++
     const err = -result
     if (NO_SEGMENTATION.has(err)) {
-      this.disabledBy = errnoName(err)
+      this.disabledBy = getSystemErrorName(result)
     } else if (PER_DESTINATION.has(err)) {
       this.refusedHosts.delete(host)
       this.refusedHosts.set(host, segmentBytes)
@@ -148,9 +149,4 @@ export class SegmentedSender {
     this.plainPending++
     process.nextTick(() => { this.plainPending-- })
   }
-}
-
-function errnoName (err: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === err) return name
-  return `errno ${err}`
 }
