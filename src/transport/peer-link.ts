@@ -124,6 +124,11 @@ export class PeerLink {
   private hellos: Array<{ txid: number, sentAt: number }> = []
   private helloAttempts = 0
   private deliveredSinceProbe = 0
+  /**
+   * An owner refused a probe (Choked, or any other REJECT): that says nothing about the path, so the
+   * size is not counted as failed, but it is not asked again until a new fetch or an UNCHOKE.
+   */
+  private probesHeld = false
   private readonly fullLadder: number[]
   private timeoutsInARow = 0
   /**
@@ -184,6 +189,7 @@ export class PeerLink {
   acceptUnchoke (txid: number): boolean {
     if (!this.chokedTxids.has(txid)) return false
     this.chokedTxids.clear()
+    this.probesHeld = false
     return true
   }
 
@@ -228,6 +234,7 @@ export class PeerLink {
       // The idle clock starts when the link starts waiting, not at the last reply of an old fetch.
       if (this.fetches.length === 0) this.lastHeard = performance.now()
       this.fetches.push(fetch)
+      this.probesHeld = false
       this.pump()
     })
   }
@@ -576,8 +583,12 @@ export class PeerLink {
   }
 
   private noteChoked (fetch: Fetch, refused: Request): void {
+    this.rememberChoked([refused.txid, ...fetch.txids.filter((t) => this.byTxid.get(t)?.open === true)])
+  }
+
+  private rememberChoked (txids: number[]): void {
     // Bounded: the txids of refusals no UNCHOKE has answered yet, oldest forgotten first.
-    for (const txid of [refused.txid, ...fetch.txids.filter((t) => this.byTxid.get(t)?.open === true)]) {
+    for (const txid of txids) {
       this.chokedTxids.delete(txid)
       this.chokedTxids.add(txid)
     }
@@ -686,7 +697,7 @@ export class PeerLink {
    * its first 250 ms below the top size. Probes ride outside the congestion window (one datagram each).
    */
   private maybeProbe (): void {
-    if (this.probeLadder.length === 0 || this.probes.size > 0 || this.cookie === undefined || this.deliveredSinceProbe < PROBE_AFTER_DATAGRAMS) return
+    if (this.probeLadder.length === 0 || this.probes.size > 0 || this.probesHeld || this.cookie === undefined || this.deliveredSinceProbe < PROBE_AFTER_DATAGRAMS) return
     for (const size of this.probeLadder) {
       const fetch = this.fetches.find((f) => f.init.length >= size - DATA_HEADER_BYTES)
       if (fetch !== undefined) this.sendProbe(fetch, size, 1)
@@ -696,7 +707,12 @@ export class PeerLink {
   private sendProbe (fetch: Fetch, size: number, attempt: number): void {
     const payload = size - DATA_HEADER_BYTES
     const txid = this.endpoint.register((msg, from) => {
-      if (!sameAddress(from, this.remote) || msg.type !== MessageType.Data || msg.payload.length !== payload) return
+      if (!sameAddress(from, this.remote)) return
+      if (msg.type === MessageType.Reject) {
+        this.probeRefused(size, txid, msg.reason)
+        return
+      }
+      if (msg.type !== MessageType.Data || msg.payload.length !== payload) return
       this.endProbe(size)
       this.keepProbeData(fetch, msg as DataMsg)
       if (size <= this.datagramBytes) return
@@ -715,6 +731,17 @@ export class PeerLink {
       offset: fetch.init.offset, length: payload, datagramBytes: size
     }), this.remote)
     this.armTimer(now + 2 * this.rtt.rto)
+  }
+
+  /**
+   * The owner answered a probe with a REJECT. Left to time out, a refusal would count as the path
+   * dropping the size: three (MAX_PROBES) while an owner chokes us and the size is never tried
+   * again. A Choked one is also a request the owner's UNCHOKE may name, and must be accepted then.
+   */
+  private probeRefused (size: number, txid: number, reason: RejectReason): void {
+    this.endProbe(size)
+    if (reason === RejectReason.Choked) this.rememberChoked([txid])
+    this.probesHeld = true
   }
 
   /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, HELLO_COPY_AFTER_MS, INITIAL_RTO_MS, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS, PROBE_AFTER_DATAGRAMS } from '../../configs.js'
+import { COOKIE_BYTES, DATAGRAM_PROBE_LADDER, HELLO_COPY_AFTER_MS, INITIAL_RTO_MS, MAX_PROBES, MAX_SERVE_READS_PER_PEER, MIN_RTO_MS, PROBE_AFTER_DATAGRAMS } from '../../configs.js'
 import { DATA_HEADER_BYTES, encode, MessageType, RejectReason, Stream, tryDecode, type DataMsg, type RejectMsg } from '../../src/messages/index.js'
 import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer, type BlockSource } from '../../src/transport/block-server.js'
@@ -454,6 +454,43 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     await fetchRange(link, 0, Math.max((PROBE_AFTER_DATAGRAMS + 8) * PAYLOAD_BYTES, top))
     await waitFor('the top size confirmed', () => link.stats.datagramBytes === top, 2_000, 5)
     expect(link.stats.probesSent).toBe(DATAGRAM_PROBE_LADDER.filter((size) => size > DATAGRAM_BYTES).length)
+  })
+
+  it('a probe the owner refuses as Choked is not a lost probe: the size is tried again later, and an UNCHOKE naming it counts', async () => {
+    const { source } = await rig()
+    const top = Math.max(...DATAGRAM_PROBE_LADDER)
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    // The owner refuses every probe (a request for datagrams above the base size) until told to stop.
+    const serve = owner.onPeerRequest
+    let refusing = true
+    const refusedTop: number[] = []
+    owner.onPeerRequest = (msg, from) => {
+      if (refusing && msg.type === MessageType.Request && msg.datagramBytes > DATAGRAM_BYTES) {
+        if (msg.datagramBytes === top) refusedTop.push(msg.txid)
+        owner.send(encode({ type: MessageType.Reject, txid: msg.txid, reason: RejectReason.Choked }), from)
+        return
+      }
+      serve?.(msg, from)
+    }
+    const link = new PeerLink({ endpoint: (await rig()).client, remote: owner.address, datagramBytes: DATAGRAM_BYTES, maxDatagramBytes: top })
+    closers.push(() => link.close())
+    // Fetches at the base size until the top size has been refused MAX_PROBES times: left to time
+    // out, as many refusals would have ended its probing for good.
+    const deadline = performance.now() + 5_000
+    while (refusedTop.length < MAX_PROBES) {
+      if (performance.now() > deadline) throw new Error(`only ${refusedTop.length} probes of ${top} B refused in 5 s`)
+      await fetchRange(link, 0, top)
+    }
+    expect(link.stats.datagramBytes).toBe(DATAGRAM_BYTES)
+    // The owner's UNCHOKE names the last request it refused, here a probe: the link takes it, once
+    // the refusal has arrived (it may still be on its way when the fetch ends).
+    const last = refusedTop.at(-1) as number
+    await waitFor('an UNCHOKE naming the refused probe accepted', () => link.acceptUnchoke(last), 2_000, 5)
+    refusing = false
+    await fetchRange(link, 0, top)
+    await waitFor('the top size confirmed once the owner serves probes', () => link.stats.datagramBytes === top, 2_000, 5)
   })
 
   it('a fetch begun at the base size, still running after the link probed up, is counted in bytes: the window does not balloon', async () => {
