@@ -27,6 +27,7 @@ import { copyFile, link, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'n
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { DEFAULT_DATAGRAM_BYTES } from '../configs.js'
 import { CLI, killAll, NODE_ARGS, Proc, spawnCli } from '../src/harness/processes.js'
 
 // ---- where things are ---------------------------------------------------------------------------
@@ -54,7 +55,8 @@ type ScenarioName = typeof SCENARIOS[number]
 function usage (): never {
   console.log(`usage: node dist/scripts/bench.js [${SCENARIOS.join('|')} ...] [--quick] [--reps N] [--keep] [--no-tcp] [--cpu-prof DIR]
   default: every scenario; --quick: smaller files; --reps N: run each udptorrent measurement N times
-  and report the median; --keep: keep the temporary homes and logs; --no-tcp: netlab measures
+  and report the median (loopback and netlab take turns with their baseline, whose median they are
+  compared with); --keep: keep the temporary homes and logs; --no-tcp: netlab measures
   udptorrent only (no TCP baseline, no ratios), to iterate on the transport; --cpu-prof DIR: every
   udptorrent process writes a V8 CPU profile (node --cpu-prof) into DIR`)
   process.exit(2)
@@ -108,6 +110,9 @@ const f1 = (n: number | undefined): string => n === undefined || !Number.isFinit
 const f2 = (n: number | undefined): string => n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(2)
 const pct = (n: number | undefined): string => n === undefined || !Number.isFinite(n) ? '-' : `${(n * 100).toFixed(0)} %`
 const errMsg = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] as string
+
+/** ' (a b c)': every repetition's rate, after a median, when there were several. */
+const repsCell = (reps: number[] | undefined): string => reps !== undefined && reps.length > 1 ? ` (${reps.map(f1).join(' ')})` : ''
 
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -521,19 +526,30 @@ async function runSwarmOnce (spec: SwarmSpec): Promise<SwarmResult> {
   return result
 }
 
+/** One run of a swarm, reported on the console as it ends. */
+async function runSwarmRep (spec: SwarmSpec, i: number): Promise<SwarmResult> {
+  const r = await runSwarmOnce(spec)
+  console.log(`  ${spec.label}${REPS > 1 ? ` #${i + 1}` : ''}: ${r.ok ? `${f1(r.goodputMBps)} MB/s (${f2(r.seconds)} s, ${r.owners.map((o) => `${o.datagramBytes ?? '?'} B`).join('/')})` : `FAILED: ${r.error ?? ''}`}`)
+  return r
+}
+
+/** The run with the median rate (or the failed run, if one failed), with every run's rate in .reps. */
+function medianRun<T extends { ok: boolean, reps?: number[] }> (runs: T[], rate: (run: T) => number | undefined): T {
+  const failed = runs.find((run) => !run.ok)
+  if (failed !== undefined) return failed
+  const sorted = [...runs].sort((x, y) => (rate(x) ?? 0) - (rate(y) ?? 0))
+  return { ...(sorted[(sorted.length - 1) >> 1] as T), reps: runs.map((run) => rate(run) ?? NaN) }
+}
+
 /** Runs a swarm REPS times and returns the run with the median goodput (all goodputs in .reps). */
 async function runSwarm (spec: SwarmSpec): Promise<SwarmResult> {
   const runs: SwarmResult[] = []
   for (let i = 0; i < REPS; i++) {
-    const r = await runSwarmOnce(spec)
-    console.log(`  ${spec.label}${REPS > 1 ? ` #${i + 1}` : ''}: ${r.ok ? `${f1(r.goodputMBps)} MB/s (${f2(r.seconds)} s, ${r.owners.map((o) => `${o.datagramBytes ?? '?'} B`).join('/')})` : `FAILED: ${r.error ?? ''}`}`)
+    const r = await runSwarmRep(spec, i)
     runs.push(r)
     if (!r.ok) return r
   }
-  const sorted = [...runs].sort((x, y) => (x.goodputMBps ?? 0) - (y.goodputMBps ?? 0))
-  const pick = sorted[(sorted.length - 1) >> 1] as SwarmResult
-  pick.reps = runs.map((r) => r.goodputMBps ?? NaN)
-  return pick
+  return medianRun(runs, (run) => run.goodputMBps)
 }
 
 /** Retransmission overhead: payload bytes the owners sent / file size, with where the figure comes from. */
@@ -551,7 +567,7 @@ function overhead (r: SwarmResult): { value: number, source: string, rx: number,
 
 // ---- raw dgram blast ----------------------------------------------------------------------------
 
-interface BlastResult { size: number, ok: boolean, error?: string, MBps?: number, datagrams?: number, window: number, recvCpuPct?: number, sendCpuPct?: number, stalls?: number, udp?: Record<string, number> }
+interface BlastResult { size: number, ok: boolean, error?: string, MBps?: number, datagrams?: number, window: number, recvCpuPct?: number, sendCpuPct?: number, stalls?: number, udp?: Record<string, number>, reps?: number[] }
 
 async function runBlast (size: number, seconds: number): Promise<BlastResult> {
   // ~256 datagrams in flight, acked every 64, as long as that fits the (clamped) receive buffer.
@@ -597,12 +613,22 @@ async function loopback (): Promise<ScenarioReport> {
   const size = SIZES.loopback
   console.log(`\n== loopback: one owner → one downloader, ${size / MB} MB, default config; raw dgram blast ${RAW_SECONDS} s per size`)
   await randomFile(size)
-  const u = await runSwarm({ label: 'loopback', size, owners: 1, timeoutMs: swarmTimeout(size, 5) })
+  // With --reps, udptorrent and the raw blast at its datagram size take turns, and the medians are
+  // compared: the machine's load drifts within a run (the same build read 183-313 MB/s in one hour).
+  const spec: SwarmSpec = { label: 'loopback', size, owners: 1, timeoutMs: swarmTimeout(size, 5) }
+  const uRuns: SwarmResult[] = []
+  const sameSize: BlastResult[] = []
+  for (let i = 0; i < REPS; i++) {
+    const run = await runSwarmRep(spec, i)
+    uRuns.push(run)
+    if (!run.ok) break
+    sameSize.push(await runBlast(run.owners[0]?.datagramBytes ?? DEFAULT_DATAGRAM_BYTES, RAW_SECONDS))
+  }
+  const u = medianRun(uRuns, (run) => run.goodputMBps)
   r.data.udptorrent = u
   const d = u.owners[0]?.datagramBytes
-  const sizes = [...new Set([d ?? 1200, 1200])]
-  const raws: BlastResult[] = []
-  for (const s of sizes) raws.push(await runBlast(s, RAW_SECONDS))
+  const raws: BlastResult[] = sameSize.length > 0 ? [medianRun(sameSize, (b) => b.MBps)] : []
+  if (d !== DEFAULT_DATAGRAM_BYTES) raws.push(await runBlast(DEFAULT_DATAGRAM_BYTES, RAW_SECONDS))
   r.data.raw = raws
 
   const rows: string[][] = []
@@ -612,7 +638,7 @@ async function loopback (): Promise<ScenarioReport> {
     const ratio = u.ok && b.ok ? (u.goodputMBps as number) / (b.MBps as number) : undefined
     rows.push([`raw dgram w=${b.window}`, String(b.size), b.ok ? f1(b.MBps) : `FAILED: ${b.error ?? ''}`, String(RAW_SECONDS),
       b.recvCpuPct === undefined ? '-' : `${b.recvCpuPct.toFixed(0)} (recv)`, b.sendCpuPct === undefined ? '-' : `${b.sendCpuPct.toFixed(0)} (send)`, '', dropsCell(b.udp),
-      b.size === d ? `udptorrent/raw = ${pct(ratio)}` : `udptorrent/raw@${b.size} = ${pct(ratio)}`, ''])
+      b.size === d ? `udptorrent/raw = ${pct(ratio)}` : `udptorrent/raw@${b.size} = ${pct(ratio)}`, REPS > 1 ? (b.reps ?? []).map(f1).join(' ') : ''])
   }
   addTable(r, `loopback (${size / MB} MB file; udptorrent = verified bytes / 'download complete' seconds)`,
     ['run', 'datagram B', 'MB/s', 'seconds', 'dl CPU % mean/max', 'owner CPU % mean/max', 'machine busy % (all cores)', 'UDP rcvbuf drops (host)', 'ratio', REPS > 1 ? 'reps MB/s' : ''], rows)
@@ -782,7 +808,7 @@ function netlabProblem (): string | undefined {
   return undefined
 }
 
-interface TcpResult { cc: string, ok: boolean, MBps?: number, bytes?: number, seconds?: number, capped?: boolean, error?: string }
+interface TcpResult { cc: string, ok: boolean, MBps?: number, bytes?: number, seconds?: number, capped?: boolean, error?: string, reps?: number[] }
 
 async function tcpDownload (port: number, cc: string, size: number): Promise<TcpResult> {
   const url = `http://10.200.2.1:${port}/file`
@@ -870,21 +896,31 @@ async function netlab (): Promise<ScenarioReport> {
       console.log(`  -- ${prof}: ${set.out.split('\n').pop() ?? ''}`)
       let emuPid: number | undefined
       try { emuPid = Number(readFileSync('/run/netem_lab/linkemu.pid', 'utf8').trim()) } catch {}
-      const u = await runSwarm({ label: `netlab-${prof}`, size, owners: 1, netlab: true, timeoutMs: Math.round(180_000 * TIMEOUT_SCALE), watch: emuPid !== undefined ? { linkemu: emuPid } : {} })
-      const tcp: TcpResult[] = []
-      for (const [cc, port] of servers) tcp.push(await tcpDownload(port, cc, size))
+      // With --reps, udptorrent and each TCP take turns, and each side's median is compared: the
+      // machine's load drifts within a run, and BBR's own rate swung 24-52 MB/s between benches.
+      const spec: SwarmSpec = { label: `netlab-${prof}`, size, owners: 1, netlab: true, timeoutMs: Math.round(180_000 * TIMEOUT_SCALE), watch: emuPid !== undefined ? { linkemu: emuPid } : {} }
+      const uRuns: SwarmResult[] = []
+      const tcpRuns = new Map<string, TcpResult[]>([...servers.keys()].map((cc) => [cc, []]))
+      for (let i = 0; i < REPS; i++) {
+        const run = await runSwarmRep(spec, i)
+        uRuns.push(run)
+        if (!run.ok) break
+        for (const [cc, port] of servers) tcpRuns.get(cc)?.push(await tcpDownload(port, cc, size))
+      }
+      const u = medianRun(uRuns, (run) => run.goodputMBps)
+      const tcp = [...tcpRuns.values()].filter((runs) => runs.length > 0).map((runs) => medianRun(runs, (t) => t.MBps))
       perProfile[prof] = { udptorrent: u, tcp }
       const o = u.owners[0]
       const tcpCell = (cc: string): string => {
         const t = tcp.find((x) => x.cc === cc)
-        return t === undefined ? '-' : t.ok ? `${f2(t.MBps)}${t.capped === true ? ` (${TCP_MAX_SECONDS} s cap)` : ''}` : `FAILED: ${t.error ?? ''}`
+        return t === undefined ? '-' : t.ok ? `${f2(t.MBps)}${t.capped === true ? ` (${TCP_MAX_SECONDS} s cap)` : ''}${repsCell(t.reps)}` : `FAILED: ${t.error ?? ''}`
       }
       const ratio = (cc: string): number | undefined => {
         const t = tcp.find((x) => x.cc === cc)
         return u.ok && t?.ok === true ? (u.goodputMBps as number) / (t.MBps as number) : undefined
       }
       const rcell = (x: number | undefined): string => x === undefined ? '-' : `${x.toFixed(2)}×`
-      rows.push([prof, u.ok ? f2(u.goodputMBps) : `FAILED: ${u.error ?? ''}`, tcpCell('cubic'), rcell(ratio('cubic')), tcpCell('bbr'), rcell(ratio('bbr')),
+      rows.push([prof, u.ok ? `${f2(u.goodputMBps)}${repsCell(u.reps)}` : `FAILED: ${u.error ?? ''}`, tcpCell('cubic'), rcell(ratio('cubic')), tcpCell('bbr'), rcell(ratio('bbr')),
         String(o?.datagramBytes ?? '-'), f1(o?.srttMs), String(o?.retransmits ?? '-'), String(o?.cwnd ?? '-'), u.ok ? `${overhead(u).value.toFixed(3)}×` : '-',
         cpuCell(u.cpu?.procs.downloader), cpuCell(u.cpu?.procs.owner1), cpuCell(u.cpu?.procs.linkemu), f1(u.cpu?.machineBusyPct), dropsCell(u.udp)])
       const want = prof === 'd10l1' ? 1.0 : prof === 'd10l5' ? 1.5 : undefined
