@@ -1,13 +1,14 @@
-// Builds the optional UDP segmentation addon (udp_gso.c) at `npm install`. It is an optimisation
-// only: when it cannot be built (not Linux, no compiler, no node-gyp) this says so and exits 0, and
-// udptorrent sends with plain dgram (src/transport/segmented-send.ts). UDPTORRENT_NO_NATIVE=1 skips it.
+// Builds the optional UDP addon (udp_gso.c: segmented sends, batched receives) at `npm install`. It
+// is an optimisation only: when it cannot be built (not Linux, no compiler, no node-gyp) this says so
+// and exits 0, and udptorrent sends and receives with plain dgram (src/transport/segmented-send.ts,
+// src/transport/batch-receive.ts). UDPTORRENT_NO_NATIVE=1 skips it.
 import { spawnSync } from 'node:child_process'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const skip = (why) => {
-  console.log(`udptorrent: UDP segmentation addon not built (${why}); datagrams are sent one system call each`)
+  console.log(`udptorrent: UDP addon not built (${why}); datagrams are sent and received one system call each`)
   process.exit(0)
 }
 if (process.platform !== 'linux') skip('it needs Linux')
@@ -21,4 +22,4 @@ if (run.error !== undefined || run.status !== 0) {
   const detail = (run.error?.message ?? run.stderr.trim().split('\n').slice(-3).join(' | ')) || `exit ${run.status}`
   skip(`node-gyp failed: ${detail}`)
 }
-console.log('udptorrent: built the UDP segmentation addon (native/build/Release/udp_gso.node)')
+console.log('udptorrent: built the UDP addon (native/build/Release/udp_gso.node)')

@@ -1,9 +1,15 @@
-// One sendmsg(2) for a run of equal-sized UDP datagrams, with UDP generic segmentation offload
-// (UDP_SEGMENT, Linux 4.18+): the kernel walks the socket and IP layers once for the run and cuts
-// it into datagrams further down. Node's dgram makes one system call per datagram, and through a
+// Two system calls Node's dgram does not make, for src/transport/segmented-send.ts and
+// src/transport/batch-receive.ts, which fall back to dgram when this is not built or the kernel refuses.
+//
+// sendSegments: one sendmsg(2) for a run of equal-sized UDP datagrams, with UDP generic segmentation
+// offload (UDP_SEGMENT, Linux 4.18+): the kernel walks the socket and IP layers once for the run and
+// cuts it into datagrams further down. Node's dgram makes one system call per datagram, and through a
 // TUN link that cost an owner about 11 us of CPU for each 1472-byte datagram; one call for 44 of
-// them costs about 4 us each. Loaded by src/transport/segmented-send.ts, which falls back to dgram
-// when this is not built or the kernel refuses.
+// them costs about 4 us each.
+//
+// recvBatch: one recvmmsg(2) into buffers the caller reuses. dgram reads one datagram per call into a
+// fresh buffer, which it allocates, zero-fills and copies into, and runs a JavaScript callback (and
+// the microtask queue) for each.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <arpa/inet.h>
@@ -114,9 +120,77 @@ static napi_value send_segments(napi_env env, napi_callback_info info) {
   return errno_result(env, 0);
 }
 
+
+// recvBatch(fd, arena, slotBytes, meta) -> datagrams received (0 when none was waiting), or -errno.
+// One recvmmsg(2) that does not block: datagram i lands at arena[i * slotBytes], and meta holds
+// META_BYTES per datagram: its length u32 LE (0xffffffff when it did not fit the slot), the sender's
+// port u16 LE, the length u8 of its address as text, the family u8 (4 or 6), then that text, as
+// Node's rinfo.address writes it.
+#define META_BYTES 56
+#define MAX_BATCH 64
+static napi_value recv_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) return errno_result(env, EINVAL);
+  int32_t fd, slot;
+  bool is_buffer;
+  void *arena, *meta;
+  size_t arena_len, meta_len;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return errno_result(env, EBADF);
+  if (napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[1], &arena, &arena_len) != napi_ok) return errno_result(env, EINVAL);
+  if (napi_get_value_int32(env, argv[2], &slot) != napi_ok || slot < 1) return errno_result(env, EINVAL);
+  if (napi_is_buffer(env, argv[3], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[3], &meta, &meta_len) != napi_ok) return errno_result(env, EINVAL);
+  size_t n = arena_len / (size_t)slot;
+  if (meta_len / META_BYTES < n) n = meta_len / META_BYTES;
+  if (n > MAX_BATCH) n = MAX_BATCH;
+  if (n == 0) return errno_result(env, EINVAL);
+
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_storage from[MAX_BATCH];
+  memset(msgs, 0, sizeof msgs[0] * n);
+  for (size_t i = 0; i < n; i++) {
+    iov[i].iov_base = (char *)arena + i * (size_t)slot;
+    iov[i].iov_len = (size_t)slot;
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_name = &from[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+  }
+  int got;
+  do got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL); while (got < 0 && errno == EINTR);
+  if (got < 0) return errno_result(env, (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : errno);
+  for (int i = 0; i < got; i++) {
+    uint8_t *m = (uint8_t *)meta + (size_t)i * META_BYTES;
+    uint32_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0xffffffffu : msgs[i].msg_len;
+    char *text = (char *)m + 8;
+    const size_t room = META_BYTES - 8;
+    uint16_t port = 0;
+    memcpy(m, &len, 4);
+    m[7] = 0;
+    text[0] = 0;
+    if (from[i].ss_family == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&from[i];
+      port = ntohs(a->sin_port);
+      m[7] = 4;
+      if (inet_ntop(AF_INET, &a->sin_addr, text, room) == NULL) text[0] = 0;
+    } else if (from[i].ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&from[i];
+      port = ntohs(a->sin6_port);
+      m[7] = 6;
+      if (inet_ntop(AF_INET6, &a->sin6_addr, text, room) == NULL) text[0] = 0;
+    }
+    memcpy(m + 4, &port, 2);
+    m[6] = (uint8_t)strnlen(text, room);
+  }
+  return errno_result(env, -got);
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "sendSegments", NAPI_AUTO_LENGTH, send_segments, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sendSegments", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "recvBatch", NAPI_AUTO_LENGTH, recv_batch, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "recvBatch", fn) != napi_ok) return NULL;
   return exports;
 }

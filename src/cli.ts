@@ -6,7 +6,7 @@
 import yargs, { type Argv } from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import {
-  DEFAULT_BIND_HOST, DIRECT_IO_WRITES, UDP_SEGMENTATION, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR,
+  DEFAULT_BIND_HOST, DIRECT_IO_WRITES, RECEIVE_BATCH, UDP_SEGMENTATION, DEFAULT_NODE_PORT, MAX_DATAGRAM_BYTES, DEFAULT_TRACKER_HOST, DEFAULT_TRACKER_PORT, DOWNLOAD_NO_OWNER_TIMEOUT_MS, HOME_ENV_VAR,
   DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MAX_UPLOAD_SLOTS, MIN_PIECE_SIZE, UPLOAD_SLOTS,
   SIM_DEFAULT_FILE_BYTES, SIM_DEFAULT_PEER_COUNTS, SIM_DEFAULT_PEER_UPLOAD, SIM_DEFAULT_PIECE_BYTES, SIM_DEFAULT_SEED_UPLOAD, SIM_MAX_PEERS
 } from '../configs.js'
@@ -150,6 +150,7 @@ await yargs(hideBin(process.argv))
     .option('json', { type: 'boolean', default: false, describe: 'print newline-delimited JSON events on stdout (and nothing else) for scripts' })
     .option('direct-io', { type: 'boolean', default: DIRECT_IO_WRITES, describe: 'write downloaded pieces with O_DIRECT where the file system allows it (--no-direct-io: through the page cache)' })
     .option('udp-gso', { type: 'boolean', default: UDP_SEGMENTATION, describe: 'send each answer\'s datagrams in runs, one system call per run (UDP GSO), where the kernel and the built addon allow it (--no-udp-gso: one call per datagram)' })
+    .option('recv-batch', { type: 'boolean', default: RECEIVE_BATCH, describe: 'read waiting datagrams in batches, one system call per batch (recvmmsg), where the built addon allows it (--no-recv-batch: one call per datagram)' })
     .option('share', { type: 'boolean', default: true, describe: 'upload what this node downloads, while downloading and after (--no-share: a pure client)' })
     .option('piece-size', { type: 'number', describe: `piece size in bytes for files this node starts sharing, ${MIN_PIECE_SIZE}..${MAX_PIECE_SIZE} (default ${DEFAULT_PIECE_SIZE})` })
     .option('upload-slots', { type: 'number', describe: `peers served at once, tit-for-tat plus one optimistic (default ${UPLOAD_SLOTS})` })
@@ -189,7 +190,8 @@ await yargs(hideBin(process.argv))
       pieceOrder: argv['piece-order'] as PieceOrder | undefined,
       exitAfterUploadBytes: argv['exit-after-upload'],
       directIo: argv['direct-io'],
-      udpGso: argv['udp-gso']
+      udpGso: argv['udp-gso'],
+      recvBatch: argv['recv-batch']
     })
   })
   .command('simulate', 'run a swarm (tracker, seed, N peers) and compare its distribution time with the Kurose & Ross bound', (y) => y

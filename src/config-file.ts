@@ -90,6 +90,7 @@ export const CONFIG_KEYS: Record<CommandName, Record<string, Check>> = {
     share: bool,
     'direct-io': bool,
     'udp-gso': bool,
+    'recv-batch': bool,
     'super-seed': bool,
     'piece-size': int(MIN_PIECE_SIZE, MAX_PIECE_SIZE),
     'upload-slots': int(1, MAX_UPLOAD_SLOTS)

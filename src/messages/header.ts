@@ -7,6 +7,8 @@ export const MAGIC = 0x5554
 export const PROTOCOL_VERSION = 1
 /** magic u16, version u8, type u8, txid u32 */
 export const HEADER_BYTES = 8
+/** Where the type byte sits, for a look at a datagram before it is decoded. */
+export const TYPE_BYTE_OFFSET = 3
 
 const KNOWN_TYPES = new Set<number>(Object.values(MessageType).filter((v): v is number => typeof v === 'number'))
 

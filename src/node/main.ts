@@ -39,6 +39,7 @@ export interface NodeMainInit {
   exitAfterUploadBytes?: number
   directIo?: boolean
   udpGso?: boolean
+  recvBatch?: boolean
 }
 
 /**
@@ -74,6 +75,7 @@ export async function runNode (init: NodeMainInit): Promise<void> {
       pieceOrder: init.pieceOrder,
       directIo: init.directIo,
       udpGso: init.udpGso,
+      recvBatch: init.recvBatch,
       inboundFilter: init.impair !== undefined ? new Impairment(parseImpairment(init.impair)) : undefined,
       logger
     })

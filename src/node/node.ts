@@ -53,6 +53,8 @@ export interface NodeInit {
   directIo?: boolean
   /** Answers go out in runs of datagrams, one system call each, where the kernel can (default UDP_SEGMENTATION). */
   udpGso?: boolean
+  /** Waiting datagrams are read in batches, one system call each, where the addon is built (default RECEIVE_BATCH). */
+  recvBatch?: boolean
   logger: Logger
 }
 
@@ -100,7 +102,7 @@ export class UdpTorrentNode {
     await mkdir(init.dir, { recursive: true })
     const identity = await loadOrCreateIdentity(path.join(init.dir, NODE_STATE_DIR, NODE_KEY_FILE))
     const endpoint = await Endpoint.open({
-      host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker, segmentation: init.udpGso
+      host: init.host, port: init.port, logger: init.logger, inboundFilter: init.inboundFilter, filterExempt: init.tracker, segmentation: init.udpGso, batchReceive: init.recvBatch
     })
     let node: UdpTorrentNode | undefined
     const library = new Library({
@@ -256,7 +258,7 @@ export class UdpTorrentNode {
     await this.library.close()
     await this.endpoint.close()
     const served = this.server.stats
-    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped, choked: served.choked, unchokes: served.unchokes }, segmentation: this.endpoint.segmentation ?? 'off' }, 'node stopped')
+    this.init.logger.info({ nodeId: this.init.id, served: { requests: served.requests, datagrams: served.datagramsSent, bytes: served.bytesSent, dropped: served.dropped, choked: served.choked, unchokes: served.unchokes }, segmentation: this.endpoint.segmentation ?? 'off', receiveBatches: this.endpoint.receiveBatches ?? 'off' }, 'node stopped')
   }
 
   private async announceAll (): Promise<void> {

@@ -95,8 +95,9 @@ export class Tracker {
       init.logger.info({ nodes: registry.nodeCount, files: registry.fileCount, db: store.file }, 'state restored')
     }
     const secret = await loadOrCreateSecret(path.join(trackerDbDir(init.home), TRACKER_SECRET_FILE))
-    // Every reply is one datagram: runs of them (segmentation) have nothing to do here.
-    const endpoint = await Endpoint.open({ host: init.host, port: init.port, logger: init.logger, segmentation: false })
+    // Every reply is one datagram: runs of them (segmentation) have nothing to do here. Requests
+    // are few and small, and the registry keeps parts of them: plain reads, each its own buffer.
+    const endpoint = await Endpoint.open({ host: init.host, port: init.port, logger: init.logger, segmentation: false, batchReceive: false })
     const maxOwners = Math.min(init.maxOwnersReturned ?? DEFAULT_MAX_OWNERS_RETURNED, MAX_OWNERS_ON_WIRE)
     const tracker = new Tracker(endpoint, registry, store, heartbeatMs, maxOwners, new AddressTokens(secret, CONNECTION_ID_BYTES), init.logger)
     tracker.savedVersion = registry.version

@@ -1,12 +1,13 @@
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from 'pino'
-import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND, MAX_DATAGRAM_BYTES, UDP_SEGMENTATION } from '../../configs.js'
+import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND, MAX_DATAGRAM_BYTES, RECEIVE_BATCH, UDP_SEGMENTATION } from '../../configs.js'
 import { LogThrottle } from '../log-throttle.js'
 import {
-  MessageType, tryDecode,
+  MessageType, TYPE_BYTE_OFFSET, tryDecode,
   type DataMsg, type HelloAckMsg, type HelloMsg, type Message, type MalformedCause, type RejectMsg, type RequestMsg, type TrackerReply, type TrackerRequest, type UnchokeMsg, type CancelMsg
 } from '../messages/index.js'
+import { BatchReceiver, type BatchReceiverInit, type BatchReceiveStats } from './batch-receive.js'
 import { TransportClosedError } from './errors.js'
 import { SegmentedSender, type SegmentedSenderInit, type SegmentedSendStats } from './segmented-send.js'
 
@@ -30,6 +31,10 @@ export interface EndpointInit {
   segmentation?: boolean
   /** Tests: stand-ins for the segmentation addon. */
   segmenter?: Omit<SegmentedSenderInit, 'socket'>
+  /** Read waiting datagrams in batches, one system call each, where the addon is built (default RECEIVE_BATCH). */
+  batchReceive?: boolean
+  /** Tests: a stand-in for the addon's batched receive. */
+  batchReceiver?: Omit<BatchReceiverInit, 'socket'>
 }
 
 export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg | HelloAckMsg, from: RemoteAddress) => void
@@ -72,7 +77,8 @@ export class Endpoint {
     private readonly logger: Logger | undefined,
     private readonly filter: DatagramFilter | undefined,
     private readonly filterExempt: RemoteAddress | undefined,
-    private readonly segmenter: SegmentedSender | undefined
+    private readonly segmenter: SegmentedSender | undefined,
+    private readonly batches: BatchReceiver | undefined
   ) {}
 
   static async open (init: EndpointInit = {}): Promise<Endpoint> {
@@ -93,8 +99,16 @@ export class Endpoint {
       init.logger?.warn({ err, bufferBytes }, 'could not size socket buffers')
     }
     const segmenter = (init.segmentation ?? UDP_SEGMENTATION) ? SegmentedSender.open({ ...init.segmenter, socket }) : undefined
-    const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt, segmenter)
-    socket.on('message', (buf, rinfo) => ep.receive(buf, { host: rinfo.address, port: rinfo.port }))
+    const batches = (init.batchReceive ?? RECEIVE_BATCH) ? BatchReceiver.open({ ...init.batchReceiver, socket }) : undefined
+    const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt, segmenter, batches)
+    const receive = (buf: Buffer, from: RemoteAddress): void => ep.receive(buf, from)
+    // Only DATA is lent: its payload is copied out while it is delivered (FetchInit.onData), where
+    // other messages' fields (a cookie, a content hash) are kept. A filter may hold any datagram.
+    const mayLend = (datagram: Buffer): boolean => ep.filter === undefined && datagram[TYPE_BYTE_OFFSET] === MessageType.Data
+    socket.on('message', (buf, rinfo) => {
+      ep.receive(buf, { host: rinfo.address, port: rinfo.port })
+      if (!ep.closed) batches?.drain(receive, mayLend)
+    })
     socket.on('error', (err) => ep.logger?.warn({ err }, 'socket error'))
     return ep
   }
@@ -162,6 +176,12 @@ export class Endpoint {
       }
       for (; i < end; i++) this.send(datagrams[i] as Buffer[], to)
     }
+  }
+
+  /** Datagrams read in batches, when the addon's batched receive is in use; undefined when not. */
+  get receiveBatches (): (BatchReceiveStats & { disabledBy: string | undefined }) | undefined {
+    const b = this.batches
+    return b === undefined ? undefined : { ...b.stats, disabledBy: b.disabledBy }
   }
 
   /** Runs sent in one system call each, when the segmentation addon is in use; undefined when not. */

@@ -34,7 +34,10 @@ export interface FetchInit {
   stream: Stream
   offset: number
   length: number
-  /** Called once for every block of the range, in arrival order, never twice for the same bytes. */
+  /**
+   * Called once for every block of the range, in arrival order, never twice for the same bytes.
+   * `payload` may be a view of the endpoint's receive buffers (BatchReceiver): copy what you keep.
+   */
   onData: (offset: number, payload: Buffer) => void
   signal?: AbortSignal
 }

@@ -1,44 +1,15 @@
 import type dgram from 'node:dgram'
-import { createRequire } from 'node:module'
 import { isIP } from 'node:net'
 import { constants } from 'node:os'
 import { getSystemErrorName } from 'node:util'
 import { MAX_SEGMENTS_PER_SEND, SEGMENTED_BURST_DATAGRAMS, SEGMENTED_DATAGRAMS_PER_MS } from '../../configs.js'
+import { nativeAddon, socketFd, type SendSegments } from './native-addon.js'
 import { TokenBucket } from './token-bucket.js'
 
-/** udp_gso.c's one function: 0 when the run left, or a negative errno. */
-export type SendSegments = (fd: number, parts: Buffer[], segmentBytes: number, host: string, port: number, ipv6Socket: boolean) => number
-
-/** Where native/build.mjs puts the addon: from dist/src/transport/ (the build, the package), and from src/transport/ (tests). */
-const ADDON_PATHS = ['../../../native/build/Release/udp_gso.node', '../../native/build/Release/udp_gso.node']
-
-let loaded: SendSegments | null | undefined
+export type { SendSegments }
 
 /** The addon's sendSegments, or undefined when it was not built (it is optional). */
-export function loadSendSegments (): SendSegments | undefined {
-  if (loaded === undefined) {
-    loaded = null
-    const require = createRequire(import.meta.url)
-    for (const path of ADDON_PATHS) {
-      try {
-        const addon = require(path) as { sendSegments?: unknown }
-        if (typeof addon.sendSegments === 'function') loaded = addon.sendSegments as SendSegments
-        break
-      } catch {}
-    }
-  }
-  return loaded ?? undefined
-}
-
-/** The file descriptor under a bound dgram socket, or undefined where Node does not expose one. */
-export function socketFd (socket: dgram.Socket): number | undefined {
-  // dgram keeps its handle under a symbol; `socket._handle` reads the same one but is deprecated (DEP0112).
-  const key = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol')
-  if (key === undefined) return undefined
-  const state = (socket as unknown as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[key]
-  const fd = state?.handle?.fd
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined
-}
+export const loadSendSegments = (): SendSegments | undefined => nativeAddon().sendSegments
 
 const { EINVAL, EMSGSIZE, EIO, EDESTADDRREQ, EAFNOSUPPORT, ENOPROTOOPT, EOPNOTSUPP, ENOSYS, EBADF, ENOTSOCK } = constants.errno
 /** This socket or kernel cannot send runs at all (no UDP_SEGMENT): runs stop for the socket. */

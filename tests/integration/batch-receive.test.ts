@@ -1,0 +1,157 @@
+import dgram from 'node:dgram'
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:os'
+import { afterEach, describe, expect, it } from 'vitest'
+import { encode, encodeDataHeader, MessageType, Stream, type DataMsg } from '../../src/messages/index.js'
+import type { RecvBatch } from '../../src/transport/native-addon.js'
+import { nativeAddon } from '../../src/transport/native-addon.js'
+import { Endpoint, type DatagramFilter, type EndpointInit } from '../../src/transport/endpoint.js'
+import { waitFor } from '../helpers/processes.js'
+import { LOCALHOST } from '../helpers/wire.js'
+
+const closers: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+})
+
+const NATIVE_EXPECTED = process.platform === 'linux' && process.env.UDPTORRENT_NO_NATIVE !== '1'
+
+async function endpoint (init: EndpointInit = {}): Promise<Endpoint> {
+  const ep = await Endpoint.open({ host: LOCALHOST, ...init })
+  closers.push(async () => await ep.close())
+  return ep
+}
+
+/** A plain socket to send from; every send of one call is queued before the receiver can read any. */
+async function sender (): Promise<dgram.Socket> {
+  const socket = dgram.createSocket('udp4')
+  await new Promise<void>((resolve) => socket.bind(0, LOCALHOST, resolve))
+  closers.push(async () => await new Promise<void>((resolve) => socket.close(() => resolve())))
+  return socket
+}
+
+/** DATA for `txid` at `offset`, its payload random (or filled with `fill`). */
+function data (txid: number, offset: number, size: number, fill?: number): Buffer {
+  const payload = fill === undefined ? randomBytes(size) : Buffer.alloc(size, fill)
+  return Buffer.concat([encodeDataHeader(txid, Stream.Content, offset), payload])
+}
+
+/** Registers a txid whose DATA payloads are copied, in arrival order. */
+function collect (ep: Endpoint): { txid: number, got: Array<{ offset: number, payload: Buffer }> } {
+  const got: Array<{ offset: number, payload: Buffer }> = []
+  const txid = ep.register((msg) => {
+    if (msg.type === MessageType.Data) got.push({ offset: (msg as DataMsg).offset, payload: Buffer.from((msg as DataMsg).payload) })
+  })
+  return { txid, got }
+}
+
+describe('batched receives (recvmmsg)', () => {
+  it('the addon has the batched receive on Linux (npm install builds it; UDPTORRENT_NO_NATIVE=1 opts out)', () => {
+    expect(nativeAddon().recvBatch !== undefined).toBe(NATIVE_EXPECTED)
+  })
+
+  it.runIf(NATIVE_EXPECTED)('a burst arrives whole and in order, most of it in batches, sizes up to 65000 bytes', async () => {
+    const ep = await endpoint()
+    const { txid, got } = collect(ep)
+    const sizes = Array.from({ length: 300 }, (_, i) => i % 50 === 7 ? 65_000 - 17 : 1 + ((i * 97) % 1455))
+    const sent = sizes.map((size, i) => data(txid, i, size))
+    const out = await sender()
+    for (const d of sent) out.send(d, ep.address.port, LOCALHOST)
+    await waitFor('every datagram', () => got.length === sent.length, 5_000)
+    expect(got.map((g) => g.offset)).toEqual(sent.map((_, i) => i))
+    for (let i = 0; i < sent.length; i++) expect(got[i]?.payload.equals((sent[i] as Buffer).subarray(17))).toBe(true)
+    const stats = ep.receiveBatches
+    expect(stats?.disabledBy).toBeUndefined()
+    expect(stats?.datagrams).toBeGreaterThan(sent.length / 2)
+    expect(stats?.batches).toBeLessThan(stats?.datagrams ?? 0)
+    expect(ep.stats.datagramsIn).toBe(sent.length)
+  })
+
+  it.runIf(NATIVE_EXPECTED)('only DATA is lent: a request kept as raw bytes from a batch survives the batches after it', async () => {
+    const ep = await endpoint()
+    const { txid, got } = collect(ep)
+    // A tracker checks a request's signature over the raw datagram, and may do so later.
+    let kept: Buffer | undefined
+    ep.onTrackerRequest = (_msg, _from, raw) => { kept = raw }
+    const connect = encode({ type: MessageType.Connect, txid: 7 })
+    const out = await sender()
+    // The first datagram of a wake-up is dgram's; the CONNECT lands in a batch, and the DATA after
+    // it fills the batch's buffers several times over.
+    out.send(data(txid, 0, 100), ep.address.port, LOCALHOST)
+    out.send(connect, ep.address.port, LOCALHOST)
+    for (let i = 1; i <= 200; i++) out.send(data(txid, i, 1400, 0xff), ep.address.port, LOCALHOST)
+    await waitFor('every datagram', () => got.length === 201, 5_000)
+    expect(ep.receiveBatches?.datagrams).toBeGreaterThan(64)
+    expect(kept?.equals(connect)).toBe(true)
+  })
+
+  it.runIf(NATIVE_EXPECTED)('with an inbound filter holding datagrams, DATA is copied too: what the filter releases later is intact', async () => {
+    const held: Array<() => void> = []
+    const filter: DatagramFilter = { push: (d, deliver) => { held.push(() => deliver(d)) }, close: () => {} }
+    const ep = await endpoint({ inboundFilter: filter })
+    const { txid, got } = collect(ep)
+    const sent = Array.from({ length: 150 }, (_, i) => data(txid, i, 1200))
+    const out = await sender()
+    for (const d of sent) out.send(d, ep.address.port, LOCALHOST)
+    await waitFor('every datagram held', () => held.length === sent.length, 5_000)
+    expect(ep.receiveBatches?.datagrams).toBeGreaterThan(32)
+    for (const release of held) release()
+    expect(got.length).toBe(sent.length)
+    for (let i = 0; i < sent.length; i++) expect(got[i]?.payload.equals((sent[i] as Buffer).subarray(17))).toBe(true)
+  })
+
+  it('a socket that cannot be read in batches stops them and dgram reads everything; a passing error does not', async () => {
+    const { EBADF, ENOBUFS } = constants.errno
+    const failing = (errno: number): RecvBatch => () => -errno
+    const bad = await endpoint({ batchReceiver: { recvBatch: failing(EBADF) } })
+    const passing = await endpoint({ batchReceiver: { recvBatch: failing(ENOBUFS) } })
+    for (const ep of [bad, passing]) {
+      const { txid, got } = collect(ep)
+      const out = await sender()
+      for (let i = 0; i < 20; i++) out.send(data(txid, i, 500), ep.address.port, LOCALHOST)
+      await waitFor('every datagram through dgram', () => got.length === 20, 5_000)
+      expect(got.map((g) => g.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    }
+    expect(bad.receiveBatches).toMatchObject({ disabledBy: 'EBADF', batches: 0, datagrams: 0, errors: 0 })
+    expect(passing.receiveBatches?.disabledBy).toBeUndefined()
+    expect(passing.receiveBatches?.errors).toBeGreaterThan(1)
+  })
+
+  it('a datagram cut short, or from an address the addon could not name, is dropped and counted; the rest of its batch is delivered', async () => {
+    let ep: Endpoint | undefined
+    let calls = 0
+    // A stand-in that, once, reports three datagrams: one too long, one without an address, one good.
+    const recvBatch: RecvBatch = (_fd, arena, slotBytes, meta) => {
+      if (calls++ > 0) return 0
+      const good = data(txidGood, 1, 10)
+      const write = (i: number, length: number, host: string): void => {
+        meta.writeUInt32LE(length, i * 56)
+        meta.writeUInt16LE(ep?.address.port ?? 0, i * 56 + 4)
+        meta[i * 56 + 6] = host.length
+        meta.write(host, i * 56 + 8, 'latin1')
+      }
+      write(0, 0xffffffff, LOCALHOST)
+      write(1, good.length, '')
+      good.copy(arena, 2 * slotBytes)
+      write(2, good.length, LOCALHOST)
+      return 3
+    }
+    ep = await endpoint({ batchReceiver: { recvBatch } })
+    const { txid, got } = collect(ep)
+    const txidGood = txid
+    const out = await sender()
+    out.send(data(txid, 0, 10), ep.address.port, LOCALHOST)
+    await waitFor('the real datagram and the good one of the batch', () => got.length === 2, 5_000)
+    expect(got.map((g) => g.offset)).toEqual([0, 1])
+    expect(ep.receiveBatches).toMatchObject({ batches: 1, datagrams: 3, dropped: 2 })
+  })
+
+  it('--no-recv-batch (batchReceive: false): no batches, and datagrams still arrive', async () => {
+    const ep = await endpoint({ batchReceive: false })
+    expect(ep.receiveBatches).toBeUndefined()
+    const { txid, got } = collect(ep)
+    const out = await sender()
+    for (let i = 0; i < 50; i++) out.send(data(txid, i, 1000), ep.address.port, LOCALHOST)
+    await waitFor('every datagram', () => got.length === 50, 5_000)
+  })
+})
