@@ -14,6 +14,8 @@
 #include <node_api.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
@@ -125,8 +127,9 @@ static napi_value send_segments(napi_env env, napi_callback_info info) {
 // One recvmmsg(2) that does not block: datagram i lands at arena[i * slotBytes], and meta holds
 // META_BYTES per datagram: its length u32 LE (0xffffffff when it did not fit the slot), the sender's
 // port u16 LE, the length u8 of its address as text, the family u8 (4 or 6), then that text, as
-// Node's rinfo.address writes it.
-#define META_BYTES 56
+// Node's rinfo.address writes it: a link-local IPv6 address with its zone (fe80::1%eth0), as libuv
+// does, or the peer would go by two names, one for what dgram reads and one for what a batch reads.
+#define META_BYTES 72
 #define MAX_BATCH 64
 static napi_value recv_batch(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -156,6 +159,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_iovlen = 1;
     msgs[i].msg_hdr.msg_name = &from[i];
     msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    from[i].ss_family = AF_UNSPEC;
   }
   int got;
   do got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL); while (got < 0 && errno == EINTR);
@@ -169,7 +173,9 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     memcpy(m, &len, 4);
     m[7] = 0;
     text[0] = 0;
-    if (from[i].ss_family == AF_INET) {
+    if (msgs[i].msg_hdr.msg_namelen < sizeof(sa_family_t)) {
+      // No sender address: left unnamed, and dropped by the caller.
+    } else if (from[i].ss_family == AF_INET) {
       struct sockaddr_in *a = (struct sockaddr_in *)&from[i];
       port = ntohs(a->sin_port);
       m[7] = 4;
@@ -178,7 +184,16 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       struct sockaddr_in6 *a = (struct sockaddr_in6 *)&from[i];
       port = ntohs(a->sin6_port);
       m[7] = 6;
-      if (inet_ntop(AF_INET6, &a->sin6_addr, text, room) == NULL) text[0] = 0;
+      if (inet_ntop(AF_INET6, &a->sin6_addr, text, room) == NULL) {
+        text[0] = 0;
+      } else if (IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) && a->sin6_scope_id != 0) {
+        size_t at = strnlen(text, room);
+        char name[IF_NAMESIZE];
+        int n = if_indextoname(a->sin6_scope_id, name) != NULL
+          ? snprintf(text + at, room - at, "%%%s", name)
+          : snprintf(text + at, room - at, "%%%u", (unsigned)a->sin6_scope_id);
+        if (n < 0 || (size_t)n >= room - at) text[0] = 0; // no room: dropped, not misnamed
+      }
     }
     memcpy(m + 4, &port, 2);
     m[6] = (uint8_t)strnlen(text, room);

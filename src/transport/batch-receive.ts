@@ -6,15 +6,18 @@ import type { RemoteAddress } from './endpoint.js'
 import { nativeAddon, socketFd, type RecvBatch } from './native-addon.js'
 
 /** What udp_gso.c's recvBatch writes per datagram: length u32, port u16, address length u8, family u8, address text. */
-const META_BYTES = 56
+const META_BYTES = 72
 const ADDRESS_AT = 8
 const TRUNCATED = 0xffffffff
 /** udp_gso.c reads at most this many datagrams a call. */
 const MAX_BATCH_DATAGRAMS = 64
 
-const { EBADF, ENOTSOCK, EINVAL, EFAULT, ENOSYS, EOPNOTSUPP } = constants.errno
-/** This socket cannot be read this way at all: batches stop for it, and dgram reads everything. */
-const NO_BATCHES = new Set([EBADF, ENOTSOCK, EINVAL, EFAULT, ENOSYS, EOPNOTSUPP])
+const { EBADF, ENOTSOCK, EINVAL, EFAULT, ENOSYS, EOPNOTSUPP, EPERM, EACCES } = constants.errno
+/**
+ * This socket cannot be read this way at all (EPERM, EACCES: a seccomp filter refusing recvmmsg):
+ * batches stop for it, and dgram reads everything.
+ */
+const NO_BATCHES = new Set([EBADF, ENOTSOCK, EINVAL, EFAULT, ENOSYS, EOPNOTSUPP, EPERM, EACCES])
 
 export interface BatchReceiverInit {
   socket: dgram.Socket
