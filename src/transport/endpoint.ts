@@ -102,8 +102,9 @@ export class Endpoint {
     const batches = (init.batchReceive ?? RECEIVE_BATCH) ? BatchReceiver.open({ ...init.batchReceiver, socket }) : undefined
     const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt, segmenter, batches)
     const receive = (buf: Buffer, from: RemoteAddress): void => ep.receive(buf, from)
-    // Only DATA is lent: its payload is copied out while it is delivered (FetchInit.onData), where
-    // other messages' fields (a cookie, a content hash) are kept. A filter may hold any datagram.
+    // Only DATA is lent: its payload is the one field that aliases the datagram, and it is copied
+    // out while it is delivered (FetchInit.onData). Other messages may be kept whole (a tracker
+    // checks a signature over the raw datagram), and a filter may hold any datagram.
     const mayLend = (datagram: Buffer): boolean => ep.filter === undefined && datagram[TYPE_BYTE_OFFSET] === MessageType.Data
     socket.on('message', (buf, rinfo) => {
       ep.receive(buf, { host: rinfo.address, port: rinfo.port })
