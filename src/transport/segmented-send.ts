@@ -6,11 +6,6 @@ import { MAX_SEGMENTS_PER_SEND, SEGMENTED_BURST_DATAGRAMS, SEGMENTED_DATAGRAMS_P
 import { nativeAddon, socketFd, type SendSegments } from './native-addon.js'
 import { TokenBucket } from './token-bucket.js'
 
-export type { SendSegments }
-
-/** The addon's sendSegments, or undefined when it was not built (it is optional). */
-export const loadSendSegments = (): SendSegments | undefined => nativeAddon().sendSegments
-
 const { EINVAL, EMSGSIZE, EIO, EDESTADDRREQ, EAFNOSUPPORT, ENOPROTOOPT, EOPNOTSUPP, ENOSYS, EBADF, ENOTSOCK } = constants.errno
 /** This socket or kernel cannot send runs at all (no UDP_SEGMENT): runs stop for the socket. */
 const NO_SEGMENTATION = new Set([ENOPROTOOPT, EOPNOTSUPP, ENOSYS, EBADF, ENOTSOCK])
@@ -71,7 +66,7 @@ export class SegmentedSender {
 
   /** A sender for a bound socket, or undefined without the addon or a file descriptor. */
   static open (init: SegmentedSenderInit): SegmentedSender | undefined {
-    const send = init.sendSegments ?? loadSendSegments()
+    const send = init.sendSegments ?? nativeAddon().sendSegments
     const fd = socketFd(init.socket)
     if (send === undefined || fd === undefined) return undefined
     return new SegmentedSender(init.socket, fd, send, init)

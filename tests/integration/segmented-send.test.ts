@@ -8,7 +8,7 @@ import { AddressTokens } from '../../src/transport/auth.js'
 import { BlockServer } from '../../src/transport/block-server.js'
 import { Endpoint } from '../../src/transport/endpoint.js'
 import { PeerLink } from '../../src/transport/peer-link.js'
-import { loadSendSegments, type SendSegments } from '../../src/transport/segmented-send.js'
+import { nativeAddon, type SendSegments } from '../../src/transport/native-addon.js'
 import { waitFor } from '../helpers/processes.js'
 import { LOCALHOST } from '../helpers/wire.js'
 
@@ -54,7 +54,7 @@ const HAS_IPV6_LOOPBACK = Object.values(networkInterfaces()).some((addrs) => add
 
 describe('segmented sends (UDP GSO)', () => {
   it('the addon is built on Linux (npm install builds it; UDPTORRENT_NO_NATIVE=1 opts out)', () => {
-    expect(loadSendSegments() !== undefined).toBe(NATIVE_EXPECTED)
+    expect(nativeAddon().sendSegments !== undefined).toBe(NATIVE_EXPECTED)
   })
 
   it.runIf(NATIVE_EXPECTED)('a run arrives as separate datagrams, byte for byte and in order, and takes one call per run', async () => {
