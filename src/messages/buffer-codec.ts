@@ -42,10 +42,13 @@ export class BufferReader {
   /** A u64 that must stay within `max` (and so within Number.MAX_SAFE_INTEGER). */
   u64 (what: string, max: number): number {
     this.need(8, what)
-    const v = this.buf.readBigUInt64BE(this.pos)
+    // Two u32 halves, not a BigInt: every DATA datagram carries one, and the BigInt was an
+    // allocation per datagram. Below 2^21 the high half keeps the value exact (a safe integer).
+    const high = this.buf.readUInt32BE(this.pos)
+    const v = high * 0x1_0000_0000 + this.buf.readUInt32BE(this.pos + 4)
+    if (high >= 0x20_0000 || v > max) throw new MalformedMessageError('out-of-bounds', `${what} ${this.buf.readBigUInt64BE(this.pos)} exceeds ${max}`)
     this.pos += 8
-    if (v > BigInt(max)) throw new MalformedMessageError('out-of-bounds', `${what} ${v} exceeds ${max}`)
-    return Number(v)
+    return v
   }
 
   /** A copy, so the message never aliases the socket's receive buffer. */

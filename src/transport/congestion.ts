@@ -119,6 +119,7 @@ export class Ledbat implements CongestionController {
   private readonly historyMs: number
   /** Per-history-slot minima of RTT, oldest first: a base that can rise again after a route change. */
   private readonly baseSlots: Array<{ start: number, min: number }> = []
+  private base = Infinity
   /** Minimum RTT within the current round trip, and when that round trip started. */
   private roundMin = Infinity
   private roundStart = 0
@@ -145,11 +146,8 @@ export class Ledbat implements CongestionController {
 
   get cwnd (): number { return Math.floor(this.window) }
 
-  get baseRtt (): number {
-    let m = Infinity
-    for (const s of this.baseSlots) m = Math.min(m, s.min)
-    return m
-  }
+  /** The minimum over the history's slots; it changes only with a sample, so it is kept, not recomputed per delivery. */
+  get baseRtt (): number { return this.base }
 
   /** Current queueing delay estimate in ms (0 until there are samples). */
   get queueDelay (): number {
@@ -185,6 +183,9 @@ export class Ledbat implements CongestionController {
     } else {
       last.min = Math.min(last.min, rttMs)
     }
+    let base = Infinity
+    for (const s of this.baseSlots) base = Math.min(base, s.min)
+    this.base = base
     // A "round" lasts one RTT: its minimum filters out the jitter of individual samples.
     const roundLength = Math.max(this.lastRoundMin === Infinity ? rttMs : this.lastRoundMin, 1)
     if (now - this.roundStart >= roundLength) {

@@ -37,7 +37,8 @@ export interface EndpointInit {
   batchReceiver?: Omit<BatchReceiverInit, 'socket'>
 }
 
-export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg | HelloAckMsg, from: RemoteAddress) => void
+/** `receivedAt` is when the datagram was read (performance.now()): one reading per batch, not per datagram. */
+export type ReplyHandler = (msg: TrackerReply | DataMsg | RejectMsg | HelloAckMsg, from: RemoteAddress, receivedAt: number) => void
 
 export interface EndpointStats {
   datagramsIn: number
@@ -70,6 +71,8 @@ export class Endpoint {
   private readonly pending = new Map<number, ReplyHandler>()
   private nextTxid = (Math.random() * 0xffffffff) >>> 0
   private closed = false
+  /** When the datagrams being dispatched now were read: a clock reading per wake-up, not per datagram. */
+  private readAt = 0
   private readonly malformedLog = new LogThrottle(HOSTILE_LOG_PER_SECOND, HOSTILE_LOG_BURST)
 
   private constructor (
@@ -107,8 +110,14 @@ export class Endpoint {
     // checks a signature over the raw datagram), and a filter may hold any datagram.
     const mayLend = (datagram: Buffer): boolean => ep.filter === undefined && datagram[TYPE_BYTE_OFFSET] === MessageType.Data
     socket.on('message', (buf, rinfo) => {
+      ep.readAt = performance.now()
       ep.receive(buf, { host: rinfo.address, port: rinfo.port })
-      if (!ep.closed) batches?.drain(receive, mayLend)
+      // Read again before the batch: a reply in it is to a request sent before this reading, so its
+      // RTT sample is never negative.
+      if (!ep.closed && batches !== undefined) {
+        ep.readAt = performance.now()
+        batches.drain(receive, mayLend)
+      }
     })
     socket.on('error', (err) => ep.logger?.warn({ err }, 'socket error'))
     return ep
@@ -203,13 +212,13 @@ export class Endpoint {
     if (this.closed) return
     const exempt = this.filterExempt !== undefined && sameAddress(from, this.filterExempt)
     if (this.filter !== undefined && !exempt) {
-      this.filter.push(buf, (d) => this.dispatch(d, from))
+      this.filter.push(buf, (d) => this.dispatch(d, from, performance.now()))
     } else {
-      this.dispatch(buf, from)
+      this.dispatch(buf, from, this.readAt)
     }
   }
 
-  private dispatch (buf: Buffer, from: RemoteAddress): void {
+  private dispatch (buf: Buffer, from: RemoteAddress, receivedAt: number): void {
     if (this.closed) return
     this.stats.datagramsIn++
     this.stats.bytesIn += buf.length
@@ -219,14 +228,14 @@ export class Endpoint {
       return
     }
     try {
-      this.route(decoded.msg, from, buf)
+      this.route(decoded.msg, from, buf, receivedAt)
     } catch (err) {
       // A handler bug must not take the socket down; it is logged loudly instead.
       this.logger?.error({ err, type: decoded.msg.type, from }, 'handler threw; datagram dropped')
     }
   }
 
-  private route (msg: Message, from: RemoteAddress, raw: Buffer): void {
+  private route (msg: Message, from: RemoteAddress, raw: Buffer, receivedAt: number): void {
     switch (msg.type) {
       case MessageType.Request:
       case MessageType.Hello:
@@ -250,7 +259,7 @@ export class Endpoint {
           this.stats.unsolicited++
           return
         }
-        handler(msg, from)
+        handler(msg, from, receivedAt)
       }
     }
   }
@@ -270,7 +279,7 @@ function byteLength (parts: Buffer[]): number {
 }
 
 export function sameAddress (a: RemoteAddress, b: RemoteAddress): boolean {
-  return a.port === b.port && normaliseHost(a.host) === normaliseHost(b.host)
+  return a.port === b.port && (a.host === b.host || normaliseHost(a.host) === normaliseHost(b.host))
 }
 
 /** IPv4-mapped IPv6 ("::ffff:1.2.3.4") and its IPv4 form are the same peer. */

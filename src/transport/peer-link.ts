@@ -448,7 +448,7 @@ export class PeerLink {
       overtakenAt: 0,
       open: true
     }
-    req.txid = this.endpoint.register((msg, from) => this.onReply(req, msg as DataMsg | RejectMsg, from))
+    req.txid = this.endpoint.register((msg, from, receivedAt) => this.onReply(req, msg as DataMsg | RejectMsg, from, receivedAt))
     const cookie = this.cookie as Buffer
     fetch.txids.push(req.txid)
     this.byTxid.set(req.txid, req)
@@ -472,12 +472,11 @@ export class PeerLink {
     this.armTimer(now + this.rtt.rto)
   }
 
-  private onReply (req: Request, msg: DataMsg | RejectMsg, from: RemoteAddress): void {
+  private onReply (req: Request, msg: DataMsg | RejectMsg, from: RemoteAddress, now: number): void {
     if (!sameAddress(from, this.remote)) {
       this.counters.unexpected++
       return
     }
-    const now = performance.now()
     const fetch = req.fetch
     // lastHeard moves only for a reply that makes sense: an owner that answers every request with
     // data for the wrong offset must still time out, not keep the download waiting forever.
@@ -561,11 +560,15 @@ export class PeerLink {
    */
   private detectLossBefore (req: Request, now: number): void {
     if (this.open[0] === req || this.open[0] === undefined) return
-    for (const earlier of [...this.open]) {
+    // Runs for every datagram: walks the list in place (an expired request leaves it) rather than a copy.
+    for (let at = 0; at < this.open.length;) {
+      const earlier = this.open[at] as Request
       if (earlier === req) break
-      if (earlier.sentAt >= req.sentAt) continue
-      if (earlier.overtakenAt === 0) earlier.overtakenAt = now
-      this.expireIfQuiet(earlier, now)
+      if (earlier.sentAt < req.sentAt) {
+        if (earlier.overtakenAt === 0) earlier.overtakenAt = now
+        this.expireIfQuiet(earlier, now)
+      }
+      if (this.open[at] === earlier) at++
     }
   }
 

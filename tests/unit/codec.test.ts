@@ -6,7 +6,7 @@ import {
   CONNECTION_ID_BYTES, COOKIE_BYTES, HASH_BYTES, MAX_DATAGRAM_BYTES, MAX_DATAGRAMS_PER_REQUEST, MAX_ERROR_TEXT_BYTES, MAX_FILE_NAME_BYTES,
   MAX_FILE_SIZE_BYTES, MAX_PIECE_SIZE, MAX_PIECES, MAX_UPDATE_ENTRIES, MIN_PIECE_SIZE, PART_SUFFIX, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 } from '../../configs.js'
-import { BufferWriter } from '../../src/messages/buffer-codec.js'
+import { BufferReader, BufferWriter } from '../../src/messages/buffer-codec.js'
 import { writeHeader } from '../../src/messages/header.js'
 import {
   DATA_HEADER_BYTES, HEADER_BYTES, MAGIC, MAX_REQUEST_BYTES, MIN_DATAGRAM_BYTES, PROTOCOL_VERSION,
@@ -837,5 +837,30 @@ describe('edge cases that were defects', () => {
     const res = tryDecode(encode({ type: MessageType.Need, txid: 1, ...SIGNED, name }))
     if (accepted) expect(res.ok && res.msg.type === MessageType.Need && res.msg.name === name).toBe(true)
     else expect(accepted).toBe(false)
+  })
+})
+
+describe('BufferReader.u64 (read as two u32 halves)', () => {
+  const read = (value: bigint, max: number): number => {
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64BE(value)
+    return new BufferReader(b).u64('field', max)
+  }
+
+  it('reads every value up to the bound exactly, across the 32-bit boundary', () => {
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: BigInt(Number.MAX_SAFE_INTEGER) }), (v) => {
+      expect(read(v, Number.MAX_SAFE_INTEGER)).toBe(Number(v))
+    }))
+    expect(read(0xffff_ffffn, MAX_FILE_SIZE_BYTES)).toBe(0xffff_ffff)
+    expect(read(0x1_0000_0000n, MAX_FILE_SIZE_BYTES)).toBe(0x1_0000_0000)
+    expect(read(BigInt(MAX_FILE_SIZE_BYTES), MAX_FILE_SIZE_BYTES)).toBe(MAX_FILE_SIZE_BYTES)
+  })
+
+  it('refuses one above the bound, and anything a double cannot hold exactly', () => {
+    expect(() => read(BigInt(MAX_FILE_SIZE_BYTES) + 1n, MAX_FILE_SIZE_BYTES)).toThrow(/field 70368744177665 exceeds/)
+    expect(() => read(2n ** 53n, Number.MAX_SAFE_INTEGER)).toThrow(MalformedMessageError)
+    // 2^53 + 1 rounds to 2^53 as a double: only the high-half check catches it when max is 2^53.
+    expect(() => read(2n ** 53n + 1n, 2 ** 53)).toThrow(MalformedMessageError)
+    expect(() => read(2n ** 64n - 1n, Number.MAX_SAFE_INTEGER)).toThrow(/18446744073709551615 exceeds/)
   })
 })
