@@ -408,6 +408,8 @@ interface SwarmResult {
   cpu?: CpuReport
   /** Change in the kernel's UDP counters over the download: host-wide for loopback runs (other users' traffic included), lab_b's for netlab. */
   udp?: Record<string, number>
+  /** netlab: what linkemu did to the owner → downloader direction during this run alone. */
+  link?: LinkemuCounts
   reps?: number[]
 }
 
@@ -841,6 +843,51 @@ async function tcpDownload (port: number, cc: string, size: number): Promise<Tcp
   return res
 }
 
+const NETLAB_RUN_DIR = '/run/netem_lab'
+
+/** linkemu's counters for one direction of the link, as it prints them when it stops. */
+interface LinkemuCounts {
+  /** Datagrams that reached linkemu. */
+  rx: number
+  /** Dropped by the emulated random loss. */
+  lost: number
+  /** Dropped because its queue (the packets inside the delay line) was full: bursts, not the loss profile. */
+  qdrop: number
+}
+
+/** (Re)starts linkemu with a profile; the linkemu before it, if any, has stopped and logged its counters. */
+function setNetlabProfile (prof: string): { line: string, pid: number | undefined } {
+  const set = sh('bash', [NETLAB, 'set', prof], 60_000)
+  if (set.code !== 0) throw new Error(`netlab.sh set ${prof} failed: ${set.out}`)
+  return { line: set.out.split('\n').pop() ?? '', pid: linkemuPid() }
+}
+
+function linkemuPid (): number | undefined {
+  try {
+    return Number(readFileSync(path.join(NETLAB_RUN_DIR, 'linkemu.pid'), 'utf8').trim())
+  } catch {
+    return undefined
+  }
+}
+
+function linkemuLog (): string {
+  try {
+    return readFileSync(path.join(NETLAB_RUN_DIR, 'linkemu.log'), 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * The owner → downloader (lab_a → lab_b) counters that linkemu logged after `from` characters of
+ * its log: undefined when the linkemu that stopped wrote none (killed), not an older run's.
+ */
+function linkemuCountsSince (from: number): LinkemuCounts | undefined {
+  const log = linkemuLog().slice(from)
+  const m = [...log.matchAll(/^linkemu a->b: rx (\d+) fwd \d+ \([^)]*\) lost (\d+) qdrop (\d+)/gm)].pop()
+  return m === undefined ? undefined : { rx: Number(m[1]), lost: Number(m[2]), qdrop: Number(m[3]) }
+}
+
 async function netlab (): Promise<ScenarioReport> {
   const r = newReport('netlab')
   const size = SIZES.netlab
@@ -891,18 +938,21 @@ async function netlab (): Promise<ScenarioReport> {
     const rows: string[][] = []
     const perProfile: Record<string, unknown> = {}
     for (const prof of profiles) {
-      const set = sh('bash', [NETLAB, 'set', prof], 60_000)
-      if (set.code !== 0) throw new Error(`netlab.sh set ${prof} failed: ${set.out}`)
-      console.log(`  -- ${prof}: ${set.out.split('\n').pop() ?? ''}`)
-      let emuPid: number | undefined
-      try { emuPid = Number(readFileSync('/run/netem_lab/linkemu.pid', 'utf8').trim()) } catch {}
+      console.log(`  -- ${prof}: ${setNetlabProfile(prof).line}`)
       // With --reps, udptorrent and each TCP take turns, and each side's median is compared: the
       // machine's load drifts within a run, and BBR's own rate swung 24-52 MB/s between benches.
-      const spec: SwarmSpec = { label: `netlab-${prof}`, size, owners: 1, netlab: true, timeoutMs: Math.round(180_000 * TIMEOUT_SCALE), watch: emuPid !== undefined ? { linkemu: emuPid } : {} }
       const uRuns: SwarmResult[] = []
       const tcpRuns = new Map<string, TcpResult[]>([...servers.keys()].map((cc) => [cc, []]))
       for (let i = 0; i < REPS; i++) {
+        // A linkemu of its own per udptorrent run: it writes its counters when it stops, and
+        // stopping it is the only way to read them, so they then count this run alone.
+        const emuPid = i === 0 ? linkemuPid() : setNetlabProfile(prof).pid
+        const spec: SwarmSpec = { label: `netlab-${prof}`, size, owners: 1, netlab: true, timeoutMs: Math.round(180_000 * TIMEOUT_SCALE), watch: emuPid !== undefined ? { linkemu: emuPid } : {} }
         const run = await runSwarmRep(spec, i)
+        const logAt = linkemuLog().length
+        setNetlabProfile(prof) // TCP gets a fresh linkemu too
+        run.link = linkemuCountsSince(logAt)
+        if (run.link !== undefined) console.log(`    link a→b: ${run.link.rx} datagrams in, ${run.link.qdrop} dropped by the full queue, ${run.link.lost} by random loss`)
         uRuns.push(run)
         if (!run.ok) break
         for (const [cc, port] of servers) tcpRuns.get(cc)?.push(await tcpDownload(port, cc, size))
@@ -922,6 +972,7 @@ async function netlab (): Promise<ScenarioReport> {
       const rcell = (x: number | undefined): string => x === undefined ? '-' : `${x.toFixed(2)}×`
       rows.push([prof, u.ok ? `${f2(u.goodputMBps)}${repsCell(u.reps)}` : `FAILED: ${u.error ?? ''}`, tcpCell('cubic'), rcell(ratio('cubic')), tcpCell('bbr'), rcell(ratio('bbr')),
         String(o?.datagramBytes ?? '-'), f1(o?.srttMs), String(o?.retransmits ?? '-'), String(o?.cwnd ?? '-'), u.ok ? `${overhead(u).value.toFixed(3)}×` : '-',
+        u.link === undefined ? '-' : `${u.link.qdrop} / ${u.link.lost}`,
         cpuCell(u.cpu?.procs.downloader), cpuCell(u.cpu?.procs.owner1), cpuCell(u.cpu?.procs.linkemu), f1(u.cpu?.machineBusyPct), dropsCell(u.udp)])
       const want = prof === 'd10l1' ? 1.0 : prof === 'd10l5' ? 1.5 : undefined
       if (want !== undefined && NO_TCP) target(r, `netlab ${prof}: udptorrent ≥ ${want.toFixed(1)}× TCP`, 'skipped: --no-tcp', undefined)
@@ -937,7 +988,7 @@ async function netlab (): Promise<ScenarioReport> {
     }
     r.data.profiles = perProfile
     addTable(r, `netlab (${size / MB} MB; linkemu, both directions; TCP = curl from lab_b, --max-time ${TCP_MAX_SECONDS}, rate over what arrived)`,
-      ['profile', 'udptorrent MB/s', 'TCP CUBIC MB/s', 'ratio', 'TCP BBR MB/s', 'ratio', 'dgram B', 'srtt ms', 'retx', 'cwnd', 'overhead', 'dl CPU %', 'owner CPU %', 'linkemu CPU %', 'machine busy %', 'UDP rcvbuf drops (lab_b)'], rows)
+      ['profile', 'udptorrent MB/s', 'TCP CUBIC MB/s', 'ratio', 'TCP BBR MB/s', 'ratio', 'dgram B', 'srtt ms', 'retx', 'cwnd', 'overhead', 'link drops a→b queue / random', 'dl CPU %', 'owner CPU %', 'linkemu CPU %', 'machine busy %', 'UDP rcvbuf drops (lab_b)'], rows)
   } catch (err) {
     r.status = 'failed'
     r.reason = errMsg(err)
