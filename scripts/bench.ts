@@ -945,8 +945,9 @@ async function netlab (): Promise<ScenarioReport> {
       const tcpRuns = new Map<string, TcpResult[]>([...servers.keys()].map((cc) => [cc, []]))
       for (let i = 0; i < REPS; i++) {
         // A linkemu of its own per udptorrent run: it writes its counters when it stops, and
-        // stopping it is the only way to read them, so they then count this run alone.
-        const emuPid = i === 0 ? linkemuPid() : setNetlabProfile(prof).pid
+        // stopping it is the only way to read them, so they then count this run alone. The one
+        // restarted after the last run is fresh unless TCP has used it since.
+        const emuPid = i > 0 && servers.size > 0 ? setNetlabProfile(prof).pid : linkemuPid()
         const spec: SwarmSpec = { label: `netlab-${prof}`, size, owners: 1, netlab: true, timeoutMs: Math.round(180_000 * TIMEOUT_SCALE), watch: emuPid !== undefined ? { linkemu: emuPid } : {} }
         const run = await runSwarmRep(spec, i)
         const logAt = linkemuLog().length
