@@ -42,6 +42,8 @@ const HTTP_SERVE = path.join(BENCH_TOOLS, 'http-serve.js')
 const HTTP_SERVE_PY = path.join(REPO_ROOT, 'scripts/bench/http_serve.py')
 const HTTP_GET = path.join(BENCH_TOOLS, 'http-get.js')
 const NETLAB = path.resolve(REPO_ROOT, '../shared/tools/netlab/netlab.sh')
+/** Where netlab.sh keeps linkemu's pid and log while the lab is up. */
+const NETLAB_RUN_DIR = '/run/netem_lab'
 
 /** Size of a DATA datagram's header (magic, version, type, txid, stream, offset). */
 const DATA_HEADER_BYTES = 17
@@ -842,8 +844,6 @@ async function tcpDownload (port: number, cc: string, size: number): Promise<Tcp
   console.log(`  TCP ${cc}: ${res.ok ? `${f2(res.MBps)} MB/s (${(bytes / MB).toFixed(1)} MB in ${seconds.toFixed(1)} s${capped ? `, capped at ${TCP_MAX_SECONDS} s` : ''})` : `FAILED: ${res.error ?? ''}`}`)
   return res
 }
-
-const NETLAB_RUN_DIR = '/run/netem_lab'
 
 /** linkemu's counters for one direction of the link, as it prints them when it stops. */
 interface LinkemuCounts {
