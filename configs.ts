@@ -98,6 +98,12 @@ export const SEGMENTED_DATAGRAMS_PER_MS = 128
 export const RECEIVE_BATCH = true
 /** Datagrams one batch reads at most; each has a buffer of MAX_DATAGRAM_BYTES, reused. */
 export const RECEIVE_BATCH_DATAGRAMS = 32
+/**
+ * Batches a link's timer reads off the socket before it declares anything lost or timed out
+ * (Endpoint.readWaiting): 128 × 32 datagrams, about what a full 4 MB socket buffer holds of 1472 B
+ * ones (the kernel doubles the size asked for and counts about 2.3 KB for each).
+ */
+export const READ_WAITING_MAX_BATCHES = 128
 /** Requests a link remembers as refused (Choked) until the owner's UNCHOKE names one of them. */
 export const MAX_CHOKED_TXIDS = 64
 /** One REQUEST asks for at most this many data datagrams. */

@@ -47,11 +47,14 @@ export class BatchReceiver {
   readonly stats: BatchReceiveStats = { batches: 0, datagrams: 0, dropped: 0, errors: 0 }
   /** Why batches stopped for good on this socket (an errno name), if they did. */
   disabledBy: string | undefined
+  /** The most datagrams one batch reads: a batch that reads fewer emptied the socket's queue. */
+  readonly capacity: number
   private readonly arena: Buffer
   private readonly meta: Buffer
 
   private constructor (private readonly fd: number, private readonly recvBatch: RecvBatch, datagrams: number) {
     const n = Math.max(1, Math.min(MAX_BATCH_DATAGRAMS, datagrams))
+    this.capacity = n
     // Untouched pages cost nothing: only the slots a batch fills are ever faulted in.
     this.arena = Buffer.allocUnsafe(n * MAX_DATAGRAM_BYTES)
     this.meta = Buffer.allocUnsafe(n * META_BYTES)
@@ -66,19 +69,20 @@ export class BatchReceiver {
   }
 
   /**
-   * Reads one batch of what is waiting and hands each datagram to `deliver`, in arrival order.
+   * Reads one batch of what is waiting and hands each datagram to `deliver`, in arrival order; returns
+   * how many datagrams the batch read, dropped ones included.
    * Where `mayLend` allows, the datagram is a view of this receiver's buffers, valid only until
    * `deliver` returns; otherwise it is a copy of its own.
    */
-  drain (deliver: (datagram: Buffer, from: RemoteAddress) => void, mayLend: (datagram: Buffer) => boolean): void {
-    if (this.disabledBy !== undefined) return
+  drain (deliver: (datagram: Buffer, from: RemoteAddress) => void, mayLend: (datagram: Buffer) => boolean): number {
+    if (this.disabledBy !== undefined) return 0
     const got = this.recvBatch(this.fd, this.arena, MAX_DATAGRAM_BYTES, this.meta)
     if (got < 0) {
       if (NO_BATCHES.has(-got)) this.disabledBy = getSystemErrorName(got)
       else this.stats.errors++
-      return
+      return 0
     }
-    if (got === 0) return
+    if (got === 0) return 0
     this.stats.batches++
     this.stats.datagrams += got
     const meta = this.meta
@@ -95,5 +99,6 @@ export class BatchReceiver {
       const view = this.arena.subarray(at, at + length)
       deliver(mayLend(view) ? view : Buffer.from(view), from)
     }
+    return got
   }
 }

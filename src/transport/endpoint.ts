@@ -1,7 +1,7 @@
 import dgram from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from 'pino'
-import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND, MAX_DATAGRAM_BYTES, RECEIVE_BATCH, UDP_SEGMENTATION } from '../../configs.js'
+import { DEFAULT_SOCKET_BUFFER_BYTES, HOSTILE_LOG_BURST, HOSTILE_LOG_PER_SECOND, MAX_DATAGRAM_BYTES, READ_WAITING_MAX_BATCHES, RECEIVE_BATCH, UDP_SEGMENTATION } from '../../configs.js'
 import { LogThrottle } from '../log-throttle.js'
 import {
   MessageType, TYPE_BYTE_OFFSET, tryDecode,
@@ -104,23 +104,29 @@ export class Endpoint {
     const segmenter = (init.segmentation ?? UDP_SEGMENTATION) ? SegmentedSender.open({ ...init.segmenter, socket }) : undefined
     const batches = (init.batchReceive ?? RECEIVE_BATCH) ? BatchReceiver.open({ ...init.batchReceiver, socket }) : undefined
     const ep = new Endpoint(socket, init.logger, init.inboundFilter, init.filterExempt, segmenter, batches)
-    const receive = (buf: Buffer, from: RemoteAddress): void => ep.receive(buf, from)
-    // Only DATA is lent: its payload is the one field that aliases the datagram, and it is copied
-    // out while it is delivered (FetchInit.onData). Other messages may be kept whole (a tracker
-    // checks a signature over the raw datagram), and a filter may hold any datagram.
-    const mayLend = (datagram: Buffer): boolean => ep.filter === undefined && datagram[TYPE_BYTE_OFFSET] === MessageType.Data
     socket.on('message', (buf, rinfo) => {
       ep.readAt = performance.now()
       ep.receive(buf, { host: rinfo.address, port: rinfo.port })
-      // Read again before the batch: a reply in it is to a request sent before this reading, so its
-      // RTT sample is never negative.
-      if (!ep.closed && batches !== undefined) {
-        ep.readAt = performance.now()
-        batches.drain(receive, mayLend)
-      }
+      if (!ep.closed) ep.drainBatch()
     })
     socket.on('error', (err) => ep.logger?.warn({ err }, 'socket error'))
     return ep
+  }
+
+  /**
+   * Reads and dispatches what already waits on the socket, up to `maxBatches` batches; returns the
+   * datagrams read (0 without batched receives). Node runs due timers before it reads the sockets:
+   * a link's timer calls this first, so that what arrived while the event loop was busy counts as
+   * arrived, not as lost or timed out.
+   */
+  readWaiting (maxBatches = READ_WAITING_MAX_BATCHES): number {
+    let total = 0
+    for (let i = 0; i < maxBatches && !this.closed; i++) {
+      const got = this.drainBatch()
+      total += got
+      if (got < (this.batches?.capacity ?? 1)) break
+    }
+    return total
   }
 
   get address (): RemoteAddress {
@@ -207,6 +213,22 @@ export class Endpoint {
     this.pending.clear()
     await new Promise<void>((resolve) => this.socket.close(() => resolve()))
   }
+
+  /** One batch of what waits on the socket, dispatched; the datagrams it read. */
+  private drainBatch (): number {
+    if (this.batches === undefined) return 0
+    // Read again before the batch: a reply in it is to a request sent before this reading, so its
+    // RTT sample is never negative.
+    this.readAt = performance.now()
+    return this.batches.drain(this.receiveFromBatch, this.mayLend)
+  }
+
+  private readonly receiveFromBatch = (buf: Buffer, from: RemoteAddress): void => this.receive(buf, from)
+
+  // Only DATA is lent: its payload is the one field that aliases the datagram, and it is copied
+  // out while it is delivered (FetchInit.onData). Other messages may be kept whole (a tracker
+  // checks a signature over the raw datagram), and a filter may hold any datagram.
+  private readonly mayLend = (datagram: Buffer): boolean => this.filter === undefined && datagram[TYPE_BYTE_OFFSET] === MessageType.Data
 
   private receive (buf: Buffer, from: RemoteAddress): void {
     if (this.closed) return

@@ -806,6 +806,11 @@ export class PeerLink {
     this.timer = undefined
     this.timerAt = Infinity
     if (this.closed) return
+    // Node runs due timers before it reads the sockets. After the event loop was busy (a 90 ms
+    // stall early in a download, page faults and JIT), this timer would time out every request whose
+    // answer sits unread in the socket's queue and cut the window to its minimum: read that first.
+    this.endpoint.readWaiting()
+    if (this.closed) return
     const now = performance.now()
     this.checkProbes(now)
     if (this.fetches.length === 0) return

@@ -2,10 +2,10 @@ import dgram from 'node:dgram'
 import { randomBytes } from 'node:crypto'
 import { constants, networkInterfaces } from 'node:os'
 import { afterEach, describe, expect, it } from 'vitest'
-import { MAX_DATAGRAM_BYTES } from '../../configs.js'
+import { MAX_DATAGRAM_BYTES, RECEIVE_BATCH_DATAGRAMS } from '../../configs.js'
 import { encode, encodeDataHeader, MessageType, Stream, type DataMsg } from '../../src/messages/index.js'
 import type { RecvBatch } from '../../src/transport/native-addon.js'
-import { nativeAddon } from '../../src/transport/native-addon.js'
+import { nativeAddon, socketFd } from '../../src/transport/native-addon.js'
 import { Endpoint, type DatagramFilter, type EndpointInit, type RemoteAddress } from '../../src/transport/endpoint.js'
 import { waitFor } from '../helpers/processes.js'
 import { LOCALHOST } from '../helpers/wire.js'
@@ -116,6 +116,29 @@ describe('batched receives (recvmmsg)', () => {
     expect(got.length).toBe(sent.length)
     expect(got.some((g) => g.lent)).toBe(false)
     for (let i = 0; i < sent.length; i++) expect(got[i]?.payload.equals((sent[i] as Buffer).subarray(17))).toBe(true)
+  })
+
+  it.runIf(NATIVE_EXPECTED)('readWaiting reads what already waits on the socket, at once, batch after batch up to its bound', async () => {
+    const ep = await endpoint()
+    const { txid, got } = collect(ep)
+    const out = await sender()
+    const fd = socketFd(out) as number
+    const sendSegments = nativeAddon().sendSegments
+    // One system call per run, made here and now: the datagrams wait on the endpoint's socket
+    // before the event loop has had a chance to read any of them (as after a stall).
+    const queue = (first: number, count: number): void => {
+      const parts = Array.from({ length: count }, (_, i) => data(txid, first + i, 300, 0xab)).flatMap((d) => [d.subarray(0, 17), d.subarray(17)])
+      expect(sendSegments?.(fd, parts, 317, LOCALHOST, ep.address.port, false)).toBe(0)
+    }
+    queue(0, 40)
+    queue(40, 40)
+    expect(got.length).toBe(0)
+    const first = Math.min(80, RECEIVE_BATCH_DATAGRAMS)
+    expect(ep.readWaiting(1)).toBe(first) // one batch, as bounded
+    expect(got.length).toBe(first)
+    expect(ep.readWaiting()).toBe(80 - first)
+    expect(got.map((g) => g.offset)).toEqual(Array.from({ length: 80 }, (_, i) => i))
+    expect(ep.readWaiting()).toBe(0)
   })
 
   it('a socket that cannot be read in batches stops them and dgram reads everything; a passing error does not', async () => {

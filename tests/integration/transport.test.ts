@@ -385,6 +385,36 @@ describe('PeerLink through a UdpProxy to a BlockServer', () => {
     expect(link.stats.timeouts).toBe(0)
   })
 
+  it('answers that arrived while the event loop was busy past the RTO are read before anything is timed out', async () => {
+    const { data, source } = await rig()
+    const owner = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await owner.close())
+    serveBlocks(owner, source)
+    const client = await Endpoint.open({ host: LOCALHOST })
+    closers.push(async () => await client.close())
+    const link = new PeerLink({ endpoint: client, remote: owner.address, datagramBytes: DATAGRAM_BYTES })
+    closers.push(() => link.close())
+    const blocks = 12
+    // Once the owner has sent every answer, this process stalls for many RTOs, inside the callback
+    // that read the requests: the answers wait unread on the client's socket, and the link's timer,
+    // due long ago, runs before the next read of the sockets, as after a stall in a download.
+    let sent = 0
+    let stalledMs = 0
+    const sendDatagrams = owner.sendDatagrams.bind(owner)
+    owner.sendDatagrams = (datagrams, to) => {
+      sendDatagrams(datagrams, to)
+      sent += datagrams.length
+      if (sent < blocks || stalledMs > 0) return
+      const from = performance.now()
+      while (performance.now() - from < 10 * Math.max(MIN_RTO_MS, link.stats.rtoMs)) { /* the stall */ }
+      stalledMs = performance.now() - from
+    }
+    const got = await fetchRange(link, 0, blocks * PAYLOAD_BYTES)
+    expect(got.bytes.equals(data.subarray(0, blocks * PAYLOAD_BYTES))).toBe(true)
+    expect(stalledMs).toBeGreaterThan(0)
+    expect(link.stats).toMatchObject({ timeouts: 0, retransmits: 0 })
+  })
+
   it('an UNCHOKE counts only when it names the request the owner last refused as Choked, and only once', async () => {
     const { source } = await rig()
     const owner = await Endpoint.open({ host: LOCALHOST })
