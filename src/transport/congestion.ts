@@ -125,6 +125,8 @@ export class Ledbat implements CongestionController {
   private roundStart = 0
   private lastRoundMin = Infinity
   private lastReduction = -Infinity
+  /** When the last timeout was: the delay seen by requests sent before it is not the queue's now. */
+  private lastTimeout = -Infinity
   private ssthresh = Infinity
   private readonly bandwidth = new BottleneckBandwidth()
   private readonly bdpGain: number
@@ -173,6 +175,11 @@ export class Ledbat implements CongestionController {
   }
 
   onRttSample (rttMs: number, now: number): void {
+    // A request sent before the last timeout waited out whatever made the link go silent (an owner
+    // or a receiver that stalled, a queue that has drained since): its RTT says nothing about the
+    // queue the window is growing back into, and taken for it, ends that slow start at a handful
+    // of datagrams.
+    if (now - rttMs < this.lastTimeout) return
     const slotMs = this.historyMs / 10
     // Age the base by time, not by sample count: after a long idle gap the old minimum is stale.
     while (this.baseSlots.length > 0 && (this.baseSlots[0] as { start: number }).start <= now - this.historyMs) this.baseSlots.shift()
@@ -230,10 +237,17 @@ export class Ledbat implements CongestionController {
     // slow start runs until the delay says stop, as at the start. Otherwise one lost tail early in
     // a transfer would leave the window to grow linearly from a handful of datagrams.
     this.lastReduction = now
-    const congested = this.queueDelay >= this.lossDelayFraction * this.target
+    this.lastTimeout = now
+    // With no sample since a previous timeout, that timeout's verdict stands.
+    const measured = Number.isFinite(this.roundMin) || Number.isFinite(this.lastRoundMin)
+    const congested = measured ? this.queueDelay >= this.lossDelayFraction * this.target : Number.isFinite(this.ssthresh)
     this.ssthresh = congested ? Math.max(this.min, this.window / 2) : Infinity
     this.slowStart = true
     this.window = this.min
+    // The queueing delay is measured afresh, from requests sent from now on.
+    this.roundMin = Infinity
+    this.lastRoundMin = Infinity
+    this.roundStart = now
   }
 
   rescale (factor: number): void {

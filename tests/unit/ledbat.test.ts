@@ -326,6 +326,23 @@ describe('Ledbat', () => {
     expect(r.cc.cwnd).toBe(MIN_CWND_DATAGRAMS + LEDBAT_GAIN)
   })
 
+  it('after a timeout, the RTT of requests sent before it neither ends the slow start nor counts as queueing', () => {
+    // The link went silent because something stalled: the answers to what was asked before the
+    // timeout come late, and read as a queue that is not there any more.
+    const { cc, t } = withQueue({ initialCwnd: 64 }, 50, 0)
+    cc.onTimeout(t)
+    for (let i = 1; i <= 4; i++) cc.onRttSample(200, t + i) // sent at t - 199 .. t - 196
+    expect(cc.queueDelay).toBe(0)
+    cc.onDelivered(MIN_CWND_DATAGRAMS, AT)
+    expect(cc.cwnd).toBe(2 * MIN_CWND_DATAGRAMS) // still slow start
+    // A request sent after the timeout that meets a queue does end it.
+    samples(cc, 50 + cc.target, t + 10, 4)
+    expect(cc.queueDelay).toBe(cc.target)
+    const before = cc.cwnd
+    cc.onDelivered(MIN_CWND_DATAGRAMS, AT)
+    expect(cc.cwnd).toBe(before)
+  })
+
   it('never exceeds the maximum window', () => {
     const cc = new Ledbat({ initialCwnd: 10, maxCwnd: 50 })
     samples(cc, 20, 0)
