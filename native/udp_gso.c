@@ -1,4 +1,4 @@
-// Two system calls Node's dgram does not make, for src/transport/segmented-send.ts and
+// Two system calls Node's dgram does not make (and one memory hint, adviseHugePages, below), for src/transport/segmented-send.ts and
 // src/transport/batch-receive.ts, which fall back to dgram when this is not built or the kernel refuses.
 //
 // sendSegments: one sendmsg(2) for a run of equal-sized UDP datagrams, with UDP generic segmentation
@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -201,11 +202,33 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   return errno_result(env, -got);
 }
 
+// adviseHugePages(buffer) -> 0, or -errno. Asks for transparent huge pages (MADV_HUGEPAGE) over the
+// 2 MiB-aligned part of a large buffer's memory: where THP is set to madvise, as on this project's
+// VM, first-touched 4 KiB pages cost a fault each: touching a 24 MB piece-buffer slab took 66-90 ms,
+// and in huge pages 3-57 ms.
+#define HUGE_PAGE_BYTES ((uintptr_t)2 << 20)
+static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool is_buffer;
+  void *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return errno_result(env, EINVAL);
+  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return errno_result(env, EINVAL);
+  uintptr_t start = ((uintptr_t)data + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+  uintptr_t end = ((uintptr_t)data + len) & ~(HUGE_PAGE_BYTES - 1);
+  if (end <= start) return errno_result(env, 0);
+  if (madvise((void *)start, end - start, MADV_HUGEPAGE) != 0) return errno_result(env, errno);
+  return errno_result(env, 0);
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "sendSegments", NAPI_AUTO_LENGTH, send_segments, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sendSegments", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "recvBatch", NAPI_AUTO_LENGTH, recv_batch, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "recvBatch", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "adviseHugePages", NAPI_AUTO_LENGTH, advise_huge_pages, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "adviseHugePages", fn) != napi_ok) return NULL;
   return exports;
 }

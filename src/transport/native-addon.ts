@@ -5,10 +5,13 @@ import { createRequire } from 'node:module'
 export type SendSegments = (fd: number, parts: Buffer[], segmentBytes: number, host: string, port: number, ipv6Socket: boolean) => number
 /** udp_gso.c's recvBatch: datagrams received (0 when none was waiting), or a negative errno. */
 export type RecvBatch = (fd: number, arena: Buffer, slotBytes: number, meta: Buffer) => number
+/** udp_gso.c's adviseHugePages: 0 when the kernel took the hint (or the buffer spans no whole huge page), or a negative errno. */
+export type AdviseHugePages = (buffer: Buffer) => number
 
 export interface NativeAddon {
   sendSegments?: SendSegments
   recvBatch?: RecvBatch
+  adviseHugePages?: AdviseHugePages
 }
 
 /** Where native/build.mjs puts the addon: from dist/src/transport/ (the build, the package), and from src/transport/ (tests). */
@@ -26,7 +29,8 @@ export function nativeAddon (): NativeAddon {
         const addon = require(path) as Record<string, unknown>
         loaded = {
           sendSegments: typeof addon.sendSegments === 'function' ? addon.sendSegments as SendSegments : undefined,
-          recvBatch: typeof addon.recvBatch === 'function' ? addon.recvBatch as RecvBatch : undefined
+          recvBatch: typeof addon.recvBatch === 'function' ? addon.recvBatch as RecvBatch : undefined,
+          adviseHugePages: typeof addon.adviseHugePages === 'function' ? addon.adviseHugePages as AdviseHugePages : undefined
         }
         break
       } catch {}

@@ -1,6 +1,13 @@
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { DIRECT_IO_ALIGN_BYTES } from '../../configs.js'
 import { BufferPool, isDirectIoReady } from '../../src/node/buffer-pool.js'
+import { nativeAddon } from '../../src/transport/native-addon.js'
+
+/** Mappings of this process the kernel marks as advised for transparent huge pages (VmFlags "hg"). */
+const hugePageAdvised = (): number => readFileSync('/proc/self/smaps', 'utf8').split('\n')
+  .filter((line) => line.startsWith('VmFlags:') && line.split(/\s+/).includes('hg')).length
+const THP_ADVISABLE = process.platform === 'linux' && nativeAddon().adviseHugePages !== undefined
 
 describe('BufferPool', () => {
   it('hands back a returned buffer of its size instead of allocating', () => {
@@ -69,5 +76,18 @@ describe('BufferPool: aligned buffers for O_DIRECT', () => {
     const b = new BufferPool(DIRECT_IO_ALIGN_BYTES, 2)
     b.give(a.take(DIRECT_IO_ALIGN_BYTES))
     expect(b.freeCount).toBe(0)
+  })
+
+  it.runIf(THP_ADVISABLE)('its slab is advised for huge pages, which a receiving thread then touches at a fault per 2 MiB, not per 4 KiB', () => {
+    const before = hugePageAdvised()
+    const pool = new BufferPool(DIRECT_IO_ALIGN_BYTES * 256, 16) // a 16 MiB slab
+    pool.take(DIRECT_IO_ALIGN_BYTES * 256)
+    expect(hugePageAdvised()).toBeGreaterThan(before)
+  })
+
+  it.runIf(THP_ADVISABLE)('the hint refuses what is not a buffer, and is a no-op for one smaller than a huge page', () => {
+    const advise = nativeAddon().adviseHugePages as (b: unknown) => number
+    expect(advise('not a buffer')).toBeLessThan(0)
+    expect(advise(Buffer.alloc(4096))).toBe(0)
   })
 })
