@@ -3,7 +3,7 @@ import { nativeAddon } from '../transport/native-addon.js'
 
 const WASM_PAGE_BYTES = 64 * 1024
 // The one part of the WebAssembly API used here; the project's TypeScript libs do not declare it.
-declare const WebAssembly: { Memory: new (d: { initial: number, maximum: number }) => { buffer: ArrayBuffer } }
+declare const WebAssembly: { Memory: new (d: { initial: number, maximum: number, shared?: boolean }) => { buffer: ArrayBuffer | SharedArrayBuffer } }
 
 /** Buffers whose address and length suit O_DIRECT (see isDirectIoReady). */
 const aligned = new WeakSet<Uint8Array>()
@@ -18,8 +18,11 @@ export const isDirectIoReady = (buf: Uint8Array): boolean => aligned.has(buf) &&
  *
  * The first `maxFree` buffers are carved from one page-aligned slab, so they can be written with
  * O_DIRECT. JavaScript cannot ask for aligned memory or read an address; a WebAssembly memory is
- * the one allocation that is page-aligned by construction. Not a shared one: V8 copies into
- * shared memory word by word, and receiving into it cost the main thread 60 ms more per 256 MB.
+ * the one allocation that is page-aligned by construction. It is a shared one when the native
+ * addon can copy into it (copyBytes): the hash worker then reads a piece where it was received,
+ * instead of the receiving thread copying it into a buffer lent to the worker. Without the addon
+ * it is not: V8 copies into shared memory element by element, and receiving into it cost the main
+ * thread 60 ms more per 256 MB than the lent copy saves.
  */
 export class BufferPool {
   private readonly free: Buffer[] = []
@@ -55,10 +58,24 @@ export class BufferPool {
   }
 }
 
+/**
+ * Copies `source[sourceStart, sourceEnd)` into `target` at `targetStart`, as Buffer.copy does (both
+ * ranges must fit; into shared memory one that does not throws a RangeError), at memcpy speed also
+ * into shared memory. Returns the bytes copied.
+ */
+export function copyBytes (target: Buffer, targetStart: number, source: Buffer, sourceStart: number, sourceEnd: number): number {
+  const copy = target.buffer instanceof SharedArrayBuffer ? nativeAddon().copyBytes : undefined
+  if (copy === undefined) return source.copy(target, targetStart, sourceStart, sourceEnd)
+  const copied = copy(target, targetStart, source, sourceStart, sourceEnd)
+  if (copied < 0) throw new RangeError(`copyBytes: ${sourceEnd - sourceStart} bytes at ${targetStart} do not fit a target of ${target.length} (errno ${-copied})`)
+  return copied
+}
+
 function alignedSlab (bytes: number): Buffer | undefined {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES)
   try {
-    const slab = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer)
+    const shared = nativeAddon().copyBytes !== undefined
+    const slab = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages, shared }).buffer)
     // Its pages are first touched by the receiving thread, early in a download, while the window
     // opens: on this project's VM 24 MB of 4 KiB pages took that thread 66-90 ms, in huge pages 3-57.
     nativeAddon().adviseHugePages?.(slab)

@@ -10,7 +10,7 @@ import { abortError, PeerRejectedError, PeerTimeoutError } from '../transport/er
 import type { PeerLink, PeerLinkStats } from '../transport/peer-link.js'
 import { hashWholeFile, pieceCount, sha256, type Manifest } from './manifest.js'
 import { ByteBudget } from './byte-budget.js'
-import { BufferPool } from './buffer-pool.js'
+import { BufferPool, copyBytes } from './buffer-pool.js'
 import { PieceScheduler, type PieceOrder } from './piece-scheduler.js'
 import { PieceStore } from './piece-store.js'
 import type { TrackerClient } from './tracker-client.js'
@@ -596,7 +596,7 @@ export class Download {
             const k = Math.floor(at / pieceSize)
             const into = at - k * pieceSize
             const n = Math.min(payload.length - from, pieceSize - into)
-            payload.copy(bufs[k] as Buffer, into, from, from + n)
+            copyBytes(bufs[k] as Buffer, into, payload, from, from + n)
             at += n
             from += n
           }

@@ -10,14 +10,18 @@ import { HASH_WORKER_SPARE_BYTES } from '../../configs.js'
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
 const { createHash } = require('node:crypto')
-parentPort.on('message', ({ id, buffer, length }) => {
-  const digest = createHash('sha256').update(new Uint8Array(buffer, 0, length)).digest()
+const memories = new Map()
+parentPort.on('message', (msg) => {
+  if (msg.memory !== undefined) { memories.set(msg.memoryId, msg.memory); return }
+  const { id, buffer, memoryId, offset, length } = msg
+  const data = buffer !== undefined ? new Uint8Array(buffer, 0, length) : new Uint8Array(memories.get(memoryId), offset, length)
+  const digest = createHash('sha256').update(data).digest()
   const out = digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.length)
-  parentPort.postMessage({ id, buffer, digest: out }, [buffer, out])
+  parentPort.postMessage({ id, buffer, digest: out }, buffer !== undefined ? [buffer, out] : [out])
 })
 `
 
-interface Reply { id: number, buffer: ArrayBuffer, digest: ArrayBuffer }
+interface Reply { id: number, buffer?: ArrayBuffer, digest: ArrayBuffer }
 interface Job { resolve: (digest: Buffer) => void, reject: (err: Error) => void }
 
 /** The hash worker died or could not start; its jobs are hashed in place instead. */
@@ -32,7 +36,9 @@ export class HashWorkerError extends Error {
  * the calling thread, and in a 256 MB loopback download that copy and its job set-up took 28 % of
  * the main thread, more than hashing in place would. Here the piece is copied instead into a buffer
  * that has been lent to the worker before (its pages already mapped), moved to the worker without
- * a copy, and moved back with the digest for the next piece.
+ * a copy, and moved back with the digest for the next piece. A piece in shared memory (the piece
+ * buffers' slab, src/node/buffer-pool.ts) is not copied at all: the worker is given the memory once
+ * and hashes the piece where it lies.
  */
 export class HashWorker {
   private worker: Worker | undefined
@@ -41,6 +47,8 @@ export class HashWorker {
   private readonly jobs = new Map<number, Job>()
   private readonly spare: ArrayBuffer[] = []
   private lentBack = 0
+  private memoryIds = new WeakMap<SharedArrayBuffer, number>()
+  private nextMemoryId = 1
 
   constructor (private readonly maxSpareBytes = HASH_WORKER_SPARE_BYTES) {}
 
@@ -51,12 +59,16 @@ export class HashWorker {
   async sha256 (data: Uint8Array): Promise<Buffer> {
     const worker = this.broken ? undefined : this.start()
     if (worker === undefined) return sha256(data)
-    const buffer = this.lend(data.length)
-    new Uint8Array(buffer, 0, data.length).set(data)
     const id = this.nextId++
     const digest = new Promise<Buffer>((resolve, reject) => this.jobs.set(id, { resolve, reject }))
     if (this.jobs.size === 1) worker.ref() // while a job is out, the process must wait for it
-    worker.postMessage({ id, buffer, length: data.length }, [buffer])
+    if (data.buffer instanceof SharedArrayBuffer) {
+      worker.postMessage({ id, memoryId: this.shareMemory(worker, data.buffer), offset: data.byteOffset, length: data.length })
+    } else {
+      const buffer = this.lend(data.length)
+      new Uint8Array(buffer, 0, data.length).set(data)
+      worker.postMessage({ id, buffer, length: data.length }, [buffer])
+    }
     return await digest.catch((err: unknown) => {
       if (err instanceof HashWorkerError) return sha256(data)
       throw err
@@ -73,6 +85,8 @@ export class HashWorker {
 
   private start (): Worker | undefined {
     if (this.worker !== undefined) return this.worker
+    // A new worker knows no shared memory yet.
+    this.memoryIds = new WeakMap()
     try {
       const worker = new Worker(WORKER_SOURCE, { eval: true })
       worker.unref()
@@ -87,8 +101,19 @@ export class HashWorker {
     }
   }
 
+  /** The id under which `worker` knows `memory`; the first time, the worker is given it. */
+  private shareMemory (worker: Worker, memory: SharedArrayBuffer): number {
+    let memoryId = this.memoryIds.get(memory)
+    if (memoryId === undefined) {
+      memoryId = this.nextMemoryId++
+      this.memoryIds.set(memory, memoryId)
+      worker.postMessage({ memoryId, memory })
+    }
+    return memoryId
+  }
+
   private onReply (reply: Reply): void {
-    if (this.lentBack + reply.buffer.byteLength <= this.maxSpareBytes) {
+    if (reply.buffer !== undefined && this.lentBack + reply.buffer.byteLength <= this.maxSpareBytes) {
       this.spare.push(reply.buffer)
       this.lentBack += reply.buffer.byteLength
     }

@@ -7,11 +7,14 @@ export type SendSegments = (fd: number, parts: Buffer[], segmentBytes: number, h
 export type RecvBatch = (fd: number, arena: Buffer, slotBytes: number, meta: Buffer) => number
 /** udp_gso.c's adviseHugePages: 0 when the kernel took the hint (or the buffer spans no whole huge page), or a negative errno. */
 export type AdviseHugePages = (buffer: Buffer) => number
+/** udp_gso.c's copyBytes: memcpy of source[sourceStart, sourceEnd) to target at targetStart; the bytes copied, or a negative errno when a range does not fit. */
+export type CopyBytes = (target: Buffer, targetStart: number, source: Buffer, sourceStart: number, sourceEnd: number) => number
 
 export interface NativeAddon {
   sendSegments?: SendSegments
   recvBatch?: RecvBatch
   adviseHugePages?: AdviseHugePages
+  copyBytes?: CopyBytes
 }
 
 /** Where native/build.mjs puts the addon: from dist/src/transport/ (the build, the package), and from src/transport/ (tests). */
@@ -30,7 +33,8 @@ export function nativeAddon (): NativeAddon {
         loaded = {
           sendSegments: typeof addon.sendSegments === 'function' ? addon.sendSegments as SendSegments : undefined,
           recvBatch: typeof addon.recvBatch === 'function' ? addon.recvBatch as RecvBatch : undefined,
-          adviseHugePages: typeof addon.adviseHugePages === 'function' ? addon.adviseHugePages as AdviseHugePages : undefined
+          adviseHugePages: typeof addon.adviseHugePages === 'function' ? addon.adviseHugePages as AdviseHugePages : undefined,
+          copyBytes: typeof addon.copyBytes === 'function' ? addon.copyBytes as CopyBytes : undefined
         }
         break
       } catch {}

@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { DIRECT_IO_ALIGN_BYTES } from '../../configs.js'
-import { BufferPool, isDirectIoReady } from '../../src/node/buffer-pool.js'
+import { BufferPool, copyBytes, isDirectIoReady } from '../../src/node/buffer-pool.js'
 import { nativeAddon } from '../../src/transport/native-addon.js'
 
 /** Mappings of this process the kernel marks as advised for transparent huge pages (VmFlags "hg"). */
 const hugePageAdvised = (): number => readFileSync('/proc/self/smaps', 'utf8').split('\n')
   .filter((line) => line.startsWith('VmFlags:') && line.split(/\s+/).includes('hg')).length
 const THP_ADVISABLE = process.platform === 'linux' && nativeAddon().adviseHugePages !== undefined
+const NATIVE_COPY = nativeAddon().copyBytes !== undefined
 
 describe('BufferPool', () => {
   it('hands back a returned buffer of its size instead of allocating', () => {
@@ -89,5 +90,42 @@ describe('BufferPool: aligned buffers for O_DIRECT', () => {
     const advise = nativeAddon().adviseHugePages as (b: unknown) => number
     expect(advise('not a buffer')).toBeLessThan(0)
     expect(advise(Buffer.alloc(4096))).toBe(0)
+  })
+})
+
+describe('BufferPool: a slab the hash worker can read', () => {
+  it.runIf(NATIVE_COPY)('is shared memory when the addon can copy into it, and copyBytes fills it as Buffer.copy would', () => {
+    const pool = new BufferPool(DIRECT_IO_ALIGN_BYTES, 4)
+    const piece = pool.take(DIRECT_IO_ALIGN_BYTES)
+    expect(piece.buffer).toBeInstanceOf(SharedArrayBuffer)
+    piece.fill(0)
+    const datagram = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 251))
+    expect(copyBytes(piece, 1000, datagram, 17, 300)).toBe(283)
+    const expected = Buffer.alloc(DIRECT_IO_ALIGN_BYTES)
+    datagram.copy(expected, 1000, 17, 300)
+    expect(piece.equals(expected)).toBe(true)
+    // Only the piece: the next buffer carved from the same slab is untouched.
+    const next = pool.take(DIRECT_IO_ALIGN_BYTES)
+    next.fill(9)
+    expect(copyBytes(piece, DIRECT_IO_ALIGN_BYTES - 3, datagram, 0, 3)).toBe(3)
+    expect(next.every((b) => b === 9)).toBe(true)
+  })
+
+  it.runIf(NATIVE_COPY)('refuses a copy that would run past either buffer, instead of writing outside it', () => {
+    const pool = new BufferPool(DIRECT_IO_ALIGN_BYTES, 2)
+    const piece = pool.take(DIRECT_IO_ALIGN_BYTES)
+    const neighbour = pool.take(DIRECT_IO_ALIGN_BYTES).fill(5)
+    const datagram = Buffer.alloc(100, 1)
+    expect(() => copyBytes(piece, DIRECT_IO_ALIGN_BYTES - 10, datagram, 0, 100)).toThrow(RangeError)
+    expect(() => copyBytes(piece, 0, datagram, 50, 101)).toThrow(RangeError)
+    expect(() => copyBytes(piece, -1, datagram, 0, 10)).toThrow(RangeError)
+    expect(() => copyBytes(piece, 0, datagram, 20, 10)).toThrow(RangeError)
+    expect(neighbour.every((b) => b === 5)).toBe(true)
+  })
+
+  it('copies into plain memory too', () => {
+    const target = Buffer.alloc(10)
+    expect(copyBytes(target, 2, Buffer.from('abcdef'), 1, 4)).toBe(3)
+    expect(target.toString('latin1', 2, 5)).toBe('bcd')
   })
 })

@@ -30,4 +30,26 @@ describe('HashWorker', () => {
     expect(hasher.spareBytes).toBeLessThanOrEqual(300 * 1024)
     expect(hasher.spareBytes).toBe(256 * 1024)
   })
+
+  it('hashes pieces in shared memory where they lie, at any offset, lending no buffer', async () => {
+    hasher = new HashWorker()
+    const memory = Buffer.from(new SharedArrayBuffer(1024 * 1024))
+    randomBytes(memory.length).copy(memory)
+    const pieces = [memory.subarray(0, 256 * 1024), memory.subarray(256 * 1024 + 13, 700 * 1024), memory.subarray(1024 * 1024 - 1)]
+    const digests = await Promise.all(pieces.map(async (p) => await (hasher as HashWorker).sha256(p)))
+    digests.forEach((d, i) => expect(d.toString('hex')).toBe(sha256(Buffer.from(pieces[i] as Buffer)).toString('hex')))
+    expect(hasher.spareBytes).toBe(0)
+    // The worker reads the memory as it is now, not a copy it was given earlier.
+    memory.fill(7, 0, 256 * 1024)
+    expect((await hasher.sha256(pieces[0] as Buffer)).equals(sha256(Buffer.alloc(256 * 1024, 7)))).toBe(true)
+  })
+
+  it('hashes a second shared memory apart from the first', async () => {
+    hasher = new HashWorker()
+    const a = Buffer.from(new SharedArrayBuffer(4096)).fill(1)
+    const b = Buffer.from(new SharedArrayBuffer(4096)).fill(2)
+    const [da, db] = await Promise.all([hasher.sha256(a), hasher.sha256(b)])
+    expect(da?.equals(sha256(Buffer.alloc(4096, 1)))).toBe(true)
+    expect(db?.equals(sha256(Buffer.alloc(4096, 2)))).toBe(true)
+  })
 })
