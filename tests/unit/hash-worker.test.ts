@@ -24,6 +24,27 @@ describe('HashWorker', () => {
     expect((await hasher.sha256(after)).equals(sha256(after))).toBe(true)
   })
 
+  it('a job asked for in the same turn as a close goes to the next worker, not with the closed one', async () => {
+    hasher = new HashWorker()
+    const before = randomBytes(300_000)
+    const pending = hasher.sha256(before)
+    const closed = hasher.close()
+    const after = randomBytes(200_000)
+    const next = hasher.sha256(after)
+    expect((await pending).equals(sha256(before))).toBe(true)
+    expect((await next).equals(sha256(after))).toBe(true)
+    await closed
+  })
+
+  it('answers pieces asked for together, each with its own digest, whichever way each is sent', async () => {
+    hasher = new HashWorker()
+    const memory = Buffer.from(new SharedArrayBuffer(64 * 1024))
+    randomBytes(memory.length).copy(memory)
+    const pieces: Buffer[] = [memory.subarray(0, 1000), randomBytes(5000), memory.subarray(1000, 40_000), randomBytes(1)]
+    const digests = await Promise.all(pieces.map(async (p) => await (hasher as HashWorker).sha256(p)))
+    digests.forEach((d, i) => expect(d.toString('hex')).toBe(sha256(Buffer.from(pieces[i] as Buffer)).toString('hex')))
+  })
+
   it('keeps no more lent buffers for reuse than its byte limit', async () => {
     hasher = new HashWorker(300 * 1024)
     await Promise.all(Array.from({ length: 6 }, async () => await (hasher as HashWorker).sha256(randomBytes(256 * 1024))))
