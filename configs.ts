@@ -64,6 +64,11 @@ export const HASH_BYTES = 32 // SHA-256
 export const OFF_THREAD_HASH_MIN_BYTES = 64 * 1024
 /** Buffers lent to the hash worker that are kept for reuse, in bytes: a few default pieces. */
 export const HASH_WORKER_SPARE_BYTES = 8 * 1024 * 1024
+/**
+ * Shared memories (a download's piece-buffer slab, 24 MB) the hash worker keeps a hold on, the most
+ * recently used: each one it holds stays allocated after its download has ended.
+ */
+export const HASH_WORKER_SHARED_MEMORIES = 4
 
 // ---- transport ---------------------------------------------------------------------------------
 /** Safe on any path (RFC 9000 / RFC 8899 base PLPMTU). */

@@ -1,22 +1,23 @@
 import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
-import { HASH_WORKER_SPARE_BYTES } from '../../configs.js'
+import { HASH_WORKER_SHARED_MEMORIES, HASH_WORKER_SPARE_BYTES } from '../../configs.js'
 
 /**
  * The worker's whole program. Evaluated from source rather than loaded from a file so that it runs
  * the same from `dist/` and from the TypeScript sources under test, which Node cannot load.
- * It hashes each batch of jobs it is sent (the bytes lent, or a place in shared memory) and answers
- * the batch in one message, giving lent buffers back with the digests.
+ * Each message is a batch: shared memories to know from now on, jobs (the bytes lent, or a place in
+ * a shared memory), then memories to let go of. It answers the batch in one message, giving lent
+ * buffers back with the digests.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
 const { createHash } = require('node:crypto')
 const memories = new Map()
-parentPort.on('message', (msg) => {
-  if (msg.memory !== undefined) { memories.set(msg.memoryId, msg.memory); return }
+parentPort.on('message', ({ share, jobs, forget }) => {
+  for (const [memoryId, memory] of share) memories.set(memoryId, memory)
   const replies = []
   const transfer = []
-  for (const { id, buffer, memoryId, offset, length } of msg) {
+  for (const { id, buffer, memoryId, offset, length } of jobs) {
     const data = buffer !== undefined ? new Uint8Array(buffer, 0, length) : new Uint8Array(memories.get(memoryId), offset, length)
     const digest = createHash('sha256').update(data).digest()
     const out = digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.length)
@@ -24,12 +25,20 @@ parentPort.on('message', (msg) => {
     transfer.push(out)
     if (buffer !== undefined) transfer.push(buffer)
   }
+  for (const memoryId of forget) memories.delete(memoryId)
   parentPort.postMessage(replies, transfer)
 })
 `
 
 interface Reply { id: number, buffer?: ArrayBuffer, digest: ArrayBuffer }
 type JobMessage = { id: number, length: number } & ({ buffer: ArrayBuffer } | { memoryId: number, offset: number })
+interface Outbox {
+  worker: Worker
+  share: Array<[number, SharedArrayBuffer]>
+  jobs: JobMessage[]
+  forget: number[]
+  transfer: ArrayBuffer[]
+}
 interface Job { resolve: (digest: Buffer) => void, reject: (err: Error) => void }
 
 /** The hash worker died or could not start; its jobs are hashed in place instead. */
@@ -46,7 +55,7 @@ export class HashWorkerError extends Error {
  * that has been lent to the worker before (its pages already mapped), moved to the worker without
  * a copy, and moved back with the digest for the next piece. A piece in shared memory (the piece
  * buffers' slab, src/node/buffer-pool.ts) is not copied at all: the worker is given the memory once
- * and hashes the piece where it lies.
+ * and hashes the piece where it lies. It holds the HASH_WORKER_SHARED_MEMORIES most recently used.
  *
  * Jobs asked for in one turn of the event loop (the pieces of one received run) go in one message:
  * each message wakes the worker, and on this project's two cores the wake-up preempted the
@@ -59,13 +68,15 @@ export class HashWorker {
   private readonly jobs = new Map<number, Job>()
   private readonly spare: ArrayBuffer[] = []
   private lentBack = 0
-  private memoryIds = new WeakMap<SharedArrayBuffer, number>()
-  private outbox: JobMessage[] = []
-  private outboxTransfer: ArrayBuffer[] = []
-  private outboxWorker: Worker | undefined
+  /** The shared memories the worker holds, least recently used first. */
+  private readonly memoryIds = new Map<SharedArrayBuffer, number>()
+  private outbox: Outbox | undefined
   private nextMemoryId = 1
 
   constructor (private readonly maxSpareBytes = HASH_WORKER_SPARE_BYTES) {}
+
+  /** Shared memories the worker holds (it lets go of the ones this side forgets, in the same order). */
+  get sharedMemories (): number { return this.memoryIds.size }
 
   /** Bytes of buffers kept for the next pieces. */
   get spareBytes (): number { return this.lentBack }
@@ -77,12 +88,14 @@ export class HashWorker {
     const id = this.nextId++
     const digest = new Promise<Buffer>((resolve, reject) => this.jobs.set(id, { resolve, reject }))
     if (this.jobs.size === 1) worker.ref() // while a job is out, the process must wait for it
+    const outbox = this.outboxFor(worker)
     if (data.buffer instanceof SharedArrayBuffer) {
-      this.post(worker, { id, memoryId: this.shareMemory(worker, data.buffer), offset: data.byteOffset, length: data.length })
+      outbox.jobs.push({ id, memoryId: this.shareMemory(outbox, data.buffer), offset: data.byteOffset, length: data.length })
     } else {
       const buffer = this.lend(data.length)
       new Uint8Array(buffer, 0, data.length).set(data)
-      this.post(worker, { id, buffer, length: data.length }, buffer)
+      outbox.jobs.push({ id, buffer, length: data.length })
+      outbox.transfer.push(buffer)
     }
     return await digest.catch((err: unknown) => {
       if (err instanceof HashWorkerError) return sha256(data)
@@ -101,7 +114,7 @@ export class HashWorker {
   private start (): Worker | undefined {
     if (this.worker !== undefined) return this.worker
     // A new worker knows no shared memory yet.
-    this.memoryIds = new WeakMap()
+    this.memoryIds.clear()
     try {
       const worker = new Worker(WORKER_SOURCE, { eval: true })
       worker.unref()
@@ -116,36 +129,37 @@ export class HashWorker {
     }
   }
 
-  /** Queues a job for `worker`; the queue goes in one message once the current task is done. */
-  private post (worker: Worker, job: JobMessage, lent?: ArrayBuffer): void {
-    if (this.outboxWorker !== worker) {
-      // Jobs still queued for a worker that has gone were failed over with it.
-      this.outbox = []
-      this.outboxTransfer = []
-      this.outboxWorker = worker
-      queueMicrotask(() => this.flush(worker))
-    }
-    this.outbox.push(job)
-    if (lent !== undefined) this.outboxTransfer.push(lent)
+  /** The batch that goes to `worker` once the current task is done. */
+  private outboxFor (worker: Worker): Outbox {
+    // A batch still queued for a worker that has gone was failed over with it.
+    if (this.outbox?.worker === worker) return this.outbox
+    const outbox: Outbox = { worker, share: [], jobs: [], forget: [], transfer: [] }
+    this.outbox = outbox
+    queueMicrotask(() => {
+      if (this.outbox === outbox) this.outbox = undefined
+      if (this.worker === worker) worker.postMessage({ share: outbox.share, jobs: outbox.jobs, forget: outbox.forget }, outbox.transfer)
+    })
+    return outbox
   }
 
-  private flush (worker: Worker): void {
-    if (this.outboxWorker !== worker) return // a newer worker's queue, with its own flush
-    const jobs = this.outbox
-    const transfer = this.outboxTransfer
-    this.outbox = []
-    this.outboxTransfer = []
-    this.outboxWorker = undefined
-    if (this.worker === worker) worker.postMessage(jobs, transfer)
-  }
-
-  /** The id under which `worker` knows `memory`; the first time, the worker is given it. */
-  private shareMemory (worker: Worker, memory: SharedArrayBuffer): number {
+  /**
+   * The id under which the worker knows `memory`, shared with this batch the first time. The worker
+   * lets go of the least recently used one past HASH_WORKER_SHARED_MEMORIES, after this batch's jobs.
+   */
+  private shareMemory (outbox: Outbox, memory: SharedArrayBuffer): number {
     let memoryId = this.memoryIds.get(memory)
-    if (memoryId === undefined) {
-      memoryId = this.nextMemoryId++
+    if (memoryId !== undefined) {
+      this.memoryIds.delete(memory)
       this.memoryIds.set(memory, memoryId)
-      worker.postMessage({ memoryId, memory })
+      return memoryId
+    }
+    memoryId = this.nextMemoryId++
+    this.memoryIds.set(memory, memoryId)
+    outbox.share.push([memoryId, memory])
+    if (this.memoryIds.size > HASH_WORKER_SHARED_MEMORIES) {
+      const [oldest, oldestId] = this.memoryIds.entries().next().value as [SharedArrayBuffer, number]
+      this.memoryIds.delete(oldest)
+      outbox.forget.push(oldestId)
     }
     return memoryId
   }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
+import { HASH_WORKER_SHARED_MEMORIES } from '../../configs.js'
 import { HashWorker, sha256 } from '../../src/node/hash-worker.js'
 
 describe('HashWorker', () => {
@@ -43,6 +44,17 @@ describe('HashWorker', () => {
     const pieces: Buffer[] = [memory.subarray(0, 1000), randomBytes(5000), memory.subarray(1000, 40_000), randomBytes(1)]
     const digests = await Promise.all(pieces.map(async (p) => await (hasher as HashWorker).sha256(p)))
     digests.forEach((d, i) => expect(d.toString('hex')).toBe(sha256(Buffer.from(pieces[i] as Buffer)).toString('hex')))
+  })
+
+  it('holds only the most recently used shared memories, and shares one again when it is used after it was let go', async () => {
+    hasher = new HashWorker()
+    const memories = Array.from({ length: HASH_WORKER_SHARED_MEMORIES + 2 }, (_, i) => Buffer.from(new SharedArrayBuffer(8192)).fill(i + 1))
+    for (const m of memories) expect((await (hasher as HashWorker).sha256(m)).equals(sha256(Buffer.from(m)))).toBe(true)
+    expect(hasher.sharedMemories).toBe(HASH_WORKER_SHARED_MEMORIES)
+    // The first was let go of; asked for in the same batch as the newest ones, it is shared again.
+    const again = await Promise.all([memories[0], memories[memories.length - 1], memories[1]].map(async (m) => await (hasher as HashWorker).sha256(m as Buffer)))
+    expect(again.map((d) => d.toString('hex'))).toEqual([1, memories.length, 2].map((v) => sha256(Buffer.alloc(8192, v)).toString('hex')))
+    expect(hasher.sharedMemories).toBe(HASH_WORKER_SHARED_MEMORIES)
   })
 
   it('keeps no more lent buffers for reuse than its byte limit', async () => {
