@@ -18,7 +18,10 @@ parentPort.on('message', ({ share, jobs, forget }) => {
   const replies = []
   const transfer = []
   for (const { id, buffer, memoryId, offset, length } of jobs) {
-    const data = buffer !== undefined ? new Uint8Array(buffer, 0, length) : new Uint8Array(memories.get(memoryId), offset, length)
+    const memory = buffer ?? memories.get(memoryId)
+    // Never a digest of the wrong bytes (a piece would fail and its owner be blamed): fail, and be hashed in place.
+    if (memory === undefined) throw new Error('hash job for a shared memory this worker does not hold: ' + memoryId)
+    const data = new Uint8Array(memory, buffer !== undefined ? 0 : offset, length)
     const digest = createHash('sha256').update(data).digest()
     const out = digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.length)
     replies.push({ id, buffer, digest: out })

@@ -57,6 +57,16 @@ describe('HashWorker', () => {
     expect(hasher.sharedMemories).toBe(HASH_WORKER_SHARED_MEMORIES)
   })
 
+  it('a job for a shared memory the worker does not hold fails over to hashing in place, never to a wrong digest', async () => {
+    hasher = new HashWorker()
+    await hasher.sha256(randomBytes(100)) // the worker runs, and holds no shared memory
+    const memory = Buffer.from(new SharedArrayBuffer(4096)).fill(3)
+    // As if this side believed the worker held it (a bug): the worker must not hash some other bytes.
+    const held = (hasher as unknown as { memoryIds: Map<SharedArrayBuffer, number> }).memoryIds
+    held.set(memory.buffer as SharedArrayBuffer, 999)
+    expect((await hasher.sha256(memory)).equals(sha256(Buffer.alloc(4096, 3)))).toBe(true)
+  })
+
   it('keeps no more lent buffers for reuse than its byte limit', async () => {
     hasher = new HashWorker(300 * 1024)
     await Promise.all(Array.from({ length: 6 }, async () => await (hasher as HashWorker).sha256(randomBytes(256 * 1024))))
