@@ -40,6 +40,12 @@ static napi_value errno_result(napi_env env, int err) {
   return v;
 }
 
+// True when `value` is a Buffer, with its memory in *data and *len.
+static bool buffer_arg(napi_env env, napi_value value, void **data, size_t *len) {
+  bool is_buffer;
+  return napi_is_buffer(env, value, &is_buffer) == napi_ok && is_buffer && napi_get_buffer_info(env, value, data, len) == napi_ok;
+}
+
 // sendSegments(fd, parts: Buffer[], segmentBytes, host, port, ipv6Socket) -> 0, or -errno.
 // Every datagram but the last must be exactly segmentBytes long (the kernel cuts the run there).
 static napi_value send_segments(napi_env env, napi_callback_info info) {
@@ -63,11 +69,9 @@ static napi_value send_segments(napi_env env, napi_callback_info info) {
   size_t total = 0;
   for (uint32_t i = 0; i < parts; i++) {
     napi_value part;
-    bool is_buffer;
     void *data;
     size_t len;
-    if (napi_get_element(env, argv[1], i, &part) != napi_ok || napi_is_buffer(env, part, &is_buffer) != napi_ok || !is_buffer ||
-        napi_get_buffer_info(env, part, &data, &len) != napi_ok) return errno_result(env, EINVAL);
+    if (napi_get_element(env, argv[1], i, &part) != napi_ok || !buffer_arg(env, part, &data, &len)) return errno_result(env, EINVAL);
     iov[i].iov_base = data;
     iov[i].iov_len = len;
     total += len;
@@ -137,13 +141,12 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) return errno_result(env, EINVAL);
   int32_t fd, slot;
-  bool is_buffer;
   void *arena, *meta;
   size_t arena_len, meta_len;
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return errno_result(env, EBADF);
-  if (napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[1], &arena, &arena_len) != napi_ok) return errno_result(env, EINVAL);
+  if (!buffer_arg(env, argv[1], &arena, &arena_len)) return errno_result(env, EINVAL);
   if (napi_get_value_int32(env, argv[2], &slot) != napi_ok || slot < 1) return errno_result(env, EINVAL);
-  if (napi_is_buffer(env, argv[3], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[3], &meta, &meta_len) != napi_ok) return errno_result(env, EINVAL);
+  if (!buffer_arg(env, argv[3], &meta, &meta_len)) return errno_result(env, EINVAL);
   size_t n = arena_len / (size_t)slot;
   if (meta_len / META_BYTES < n) n = meta_len / META_BYTES;
   if (n > MAX_BATCH) n = MAX_BATCH;
@@ -210,11 +213,10 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
 static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  bool is_buffer;
   void *data;
   size_t len;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return errno_result(env, EINVAL);
-  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok) return errno_result(env, EINVAL);
+  if (!buffer_arg(env, argv[0], &data, &len)) return errno_result(env, EINVAL);
   uintptr_t start = ((uintptr_t)data + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
   uintptr_t end = ((uintptr_t)data + len) & ~(HUGE_PAGE_BYTES - 1);
   if (end <= start) return errno_result(env, 0);
@@ -231,10 +233,8 @@ static napi_value copy_bytes(napi_env env, napi_callback_info info) {
   void *target, *source;
   size_t target_len, source_len;
   int64_t target_start, source_start, source_end;
-  bool is_buffer;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) return errno_result(env, EINVAL);
-  if (napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[0], &target, &target_len) != napi_ok) return errno_result(env, EINVAL);
-  if (napi_is_buffer(env, argv[2], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[2], &source, &source_len) != napi_ok) return errno_result(env, EINVAL);
+  if (!buffer_arg(env, argv[0], &target, &target_len) || !buffer_arg(env, argv[2], &source, &source_len)) return errno_result(env, EINVAL);
   if (napi_get_value_int64(env, argv[1], &target_start) != napi_ok || napi_get_value_int64(env, argv[3], &source_start) != napi_ok ||
       napi_get_value_int64(env, argv[4], &source_end) != napi_ok) return errno_result(env, EINVAL);
   if (source_start < 0 || source_end < source_start || (uint64_t)source_end > source_len || target_start < 0 ||
